@@ -1,0 +1,182 @@
+"""The physical memory reader interface the PKRAM library reads through.
+
+Everything in :mod:`volatility_pkram` reads evidence through
+:class:`PhysicalMemory`: a read-only view of physical addresses, with the
+present (captured) ranges known. A front end supplies one implementation:
+:class:`RawImage` (a raw file, ``os.pread``), :class:`BytesMemory` (tests) or
+the volatility3 adapter in :mod:`volatility_pkram.vol3`. The library never
+imports volatility3.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from typing import Iterable, Iterator, List, Sequence, Tuple
+
+__all__ = [
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "UnreadableError",
+    "PhysicalMemory",
+    "RawImage",
+    "BytesMemory",
+]
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+#: Largest single read issued by the bulk helpers; bounds memory per read.
+MAX_READ = 4 << 20
+
+
+class UnreadableError(Exception):
+    """A physical range is not present in the image (hole, gap, truncation)."""
+
+    def __init__(self, addr: int, length: int, reason: str = "not present in the image"):
+        super().__init__(f"physical 0x{addr:x}+0x{length:x}: {reason}")
+        self.addr = addr
+        self.length = length
+        self.reason = reason
+
+
+class PhysicalMemory:
+    """Read-only physical memory with known present ranges.
+
+    Subclasses implement :meth:`_read` (bytes of a range that is known to be
+    present) and set ``self._extents`` (sorted, non-overlapping
+    ``(start, end_exclusive)`` byte ranges). Everything else is derived.
+    """
+
+    _extents: List[Tuple[int, int]]
+
+    def _init_extents(self, extents: Iterable[Tuple[int, int]]) -> None:
+        merged: List[Tuple[int, int]] = []
+        for start, end in sorted(e for e in extents if e[1] > e[0]):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        self._extents = merged
+        self._starts = [s for s, _ in merged]
+
+    # -- geometry ---------------------------------------------------------
+
+    @property
+    def extents(self) -> Sequence[Tuple[int, int]]:
+        """Present byte ranges ``(start, end_exclusive)``, ascending."""
+        return self._extents
+
+    @property
+    def end(self) -> int:
+        """One past the highest present physical byte."""
+        return self._extents[-1][1] if self._extents else 0
+
+    @property
+    def max_pfn(self) -> int:
+        """One past the highest PFN with any present byte."""
+        return (self.end + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+    def is_present(self, addr: int, length: int = 1) -> bool:
+        """True if every byte of ``[addr, addr+length)`` was captured."""
+        if addr < 0 or length <= 0:
+            return False
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0:
+            return False
+        start, end = self._extents[i]
+        return addr + length <= end
+
+    def pfn_present(self, pfn: int) -> bool:
+        """True if the whole 4 KiB page ``pfn`` was captured."""
+        return 0 <= pfn < (1 << 52) and self.is_present(pfn << PAGE_SHIFT, PAGE_SIZE)
+
+    def present_parts(self, addr: int, length: int) -> Iterator[Tuple[int, int, bool]]:
+        """Split ``[addr, addr+length)`` into ``(start, length, present)`` pieces."""
+        pos, stop = addr, addr + length
+        i = max(bisect.bisect_right(self._starts, pos) - 1, 0)
+        while pos < stop:
+            while i < len(self._extents) and self._extents[i][1] <= pos:
+                i += 1
+            if i >= len(self._extents) or self._extents[i][0] >= stop:
+                yield pos, stop - pos, False
+                return
+            start, end = self._extents[i]
+            if start > pos:
+                yield pos, start - pos, False
+                pos = start
+            piece_end = min(end, stop)
+            yield pos, piece_end - pos, True
+            pos = piece_end
+
+    # -- reading ----------------------------------------------------------
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read ``length`` bytes at physical ``addr``; raise :class:`UnreadableError` on holes."""
+        if length == 0:
+            return b""
+        if not self.is_present(addr, length):
+            raise UnreadableError(addr, length)
+        data = self._read(addr, length)
+        if len(data) != length:
+            raise UnreadableError(addr, length, "short read from the image")
+        return data
+
+    def read_page(self, pfn: int) -> bytes:
+        """Read the 4 KiB page ``pfn``."""
+        return self.read(pfn << PAGE_SHIFT, PAGE_SIZE)
+
+    def _read(self, addr: int, length: int) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release OS resources; reading afterwards is an error."""
+
+
+class RawImage(PhysicalMemory):
+    """A raw (dd-style) image file: file offset == physical address."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._fd = os.open(path, os.O_RDONLY)
+        size = os.fstat(self._fd).st_size
+        self._init_extents([(0, size)])
+
+    def _read(self, addr: int, length: int) -> bytes:
+        return os.pread(self._fd, length, addr)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "RawImage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BytesMemory(PhysicalMemory):
+    """Physical memory from in-memory buffers, ``{phys_start: bytes}`` (tests, fuzzing)."""
+
+    def __init__(self, segments: dict[int, bytes] | bytes):
+        if isinstance(segments, (bytes, bytearray, memoryview)):
+            segments = {0: bytes(segments)}
+        self._segments = sorted((s, bytes(d)) for s, d in segments.items())
+        self._seg_starts = [s for s, _ in self._segments]
+        self._init_extents((s, s + len(d)) for s, d in self._segments)
+
+    def _read(self, addr: int, length: int) -> bytes:
+        out = bytearray()
+        pos, stop = addr, addr + length
+        i = bisect.bisect_right(self._seg_starts, pos) - 1
+        while pos < stop and 0 <= i < len(self._segments):
+            start, data = self._segments[i]
+            if pos >= start + len(data):
+                i += 1
+                continue
+            chunk = data[pos - start : min(stop - start, len(data))]
+            out += chunk
+            pos += len(chunk)
+            i += 1
+        return bytes(out)
