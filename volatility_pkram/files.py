@@ -1,0 +1,229 @@
+"""Rebuilding preserved objects as byte-exact files, streamed.
+
+A stream is produced as chunks (data, hole, missing) in file order, so a
+file of any size is rebuilt with bounded memory: physically contiguous pages
+are read in one call (up to :data:`~volatility_pkram.physmem.MAX_READ`),
+holes of sparse files become seeks (or zeros where the sink cannot seek), and
+pages the image does not hold are zero-filled *and counted*, never silently.
+Output names are made safe here (:func:`safe_component`), and tar archives
+are streamed with :class:`TarStream`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
+
+from .lists import PageStream
+from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .problems import Diagnostics
+
+__all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte_stream_chunks",
+           "write_stream", "safe_component", "TarStream", "DEFAULT_MAX_FILE_SIZE"]
+
+DATA, HOLE, MISSING = "data", "hole", "missing"
+_ZEROS = bytes(1 << 20)
+#: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
+DEFAULT_MAX_FILE_SIZE = 64 << 30
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
+_NAME_MAX = 120
+
+
+@dataclass
+class StreamStats:
+    """What a rebuilt stream contained."""
+
+    size: int = 0               # logical size written
+    data_bytes: int = 0         # bytes copied from the image
+    hole_bytes: int = 0         # sparse-file holes (zeros by definition)
+    missing_bytes: int = 0      # referenced but not captured: zero-filled in the output
+    beyond_size_pages: int = 0  # pages referenced past the logical size (ignored)
+    truncated_from: Optional[int] = None  # declared size, when it exceeded the limit
+
+    @property
+    def complete(self) -> bool:
+        return self.missing_bytes == 0 and self.truncated_from is None
+
+
+Chunk = Tuple[str, int, Optional[bytes]]   # (kind, length, data for DATA)
+
+
+def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -> Iterator[Chunk]:
+    """Read a physically contiguous run; on holes in the image fall back to page reads."""
+    try:
+        data = mem.read(addr, length)
+        stats.data_bytes += length
+        yield DATA, length, data
+        return
+    except UnreadableError:
+        pass
+    for part_addr, part_len, present in mem.present_parts(addr, length):
+        if present:
+            data = mem.read(part_addr, part_len)
+            stats.data_bytes += part_len
+            yield DATA, part_len, data
+        else:
+            stats.missing_bytes += part_len
+            yield MISSING, part_len, None
+
+
+def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats: StreamStats,
+                       *, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[Chunk]:
+    """The file of ``size`` bytes that ``stream`` places by page index, in order."""
+    if size > max_size:
+        stats.truncated_from = size
+        size = max_size
+    pos = 0
+    for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
+        off = idx * PAGE_SIZE
+        if off >= size:
+            stats.beyond_size_pages += npages
+            continue
+        if off > pos:
+            stats.hole_bytes += off - pos
+            yield HOLE, off - pos, None
+        length = min(npages * PAGE_SIZE, size - off)
+        if length < npages * PAGE_SIZE:
+            stats.beyond_size_pages += npages - (length + PAGE_SIZE - 1) // PAGE_SIZE
+        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
+        pos = off + length
+    if pos < size:
+        stats.hole_bytes += size - pos
+        yield HOLE, size - pos, None
+    stats.size = size
+
+
+def byte_stream_chunks(mem: PhysicalMemory, pfns: List[int], length: int,
+                       stats: StreamStats) -> Iterator[Chunk]:
+    """A byte stream of ``length`` bytes held by the pages ``pfns`` (stream order).
+
+    Use :func:`~volatility_pkram.lists.byte_stream_pfns` for the pages and cap
+    ``length`` (``data_len``) at ``len(pfns) * PAGE_SIZE``.
+    """
+    length = min(length, len(pfns) * PAGE_SIZE)
+    stats.size = length
+    pos = 0
+    i = 0
+    while pos < length and i < len(pfns):
+        j = i + 1   # coalesce physically adjacent byte pages
+        while j < len(pfns) and pfns[j] == pfns[j - 1] + 1 and (j - i) * PAGE_SIZE < MAX_READ:
+            j += 1
+        run_len = min((j - i) * PAGE_SIZE, length - pos)
+        if not 0 < pfns[i] < mem.max_pfn or pfns[i] + (j - i) > mem.max_pfn:
+            stats.missing_bytes += run_len
+            yield MISSING, run_len, None
+        else:
+            yield from _read_run(mem, pfns[i] << PAGE_SHIFT, run_len, stats)
+        pos += run_len
+        i = j
+
+
+def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: StreamStats,
+                 tar: Optional["TarStream"] = None) -> str:
+    """Consume ``chunks``: write them to ``out`` (holes as seeks when possible) and
+    to ``tar``, and return the SHA-256 of the logical content."""
+    sha = hashlib.sha256()
+    seekable = False
+    if out is not None:
+        try:
+            seekable = out.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+    pending_seek = 0
+    for kind, length, data in chunks:
+        if kind == DATA:
+            sha.update(data)
+            if out is not None:
+                if pending_seek:
+                    out.seek(pending_seek, 1)
+                    pending_seek = 0
+                out.write(data)
+            if tar is not None:
+                tar.write(data)
+            continue
+        remaining = length
+        while remaining:
+            n = min(remaining, len(_ZEROS))
+            zeros = _ZEROS if n == len(_ZEROS) else memoryview(_ZEROS)[:n]
+            sha.update(zeros)
+            if tar is not None:
+                tar.write(zeros)
+            if out is not None and not (seekable and kind == HOLE):
+                out.write(zeros)
+            remaining -= n
+        if out is not None and seekable and kind == HOLE:
+            pending_seek += length
+    if out is not None and pending_seek:
+        out.seek(pending_seek, 1)
+        out.truncate()
+    return sha.hexdigest()
+
+
+def safe_component(name: str | bytes, fallback: str = "_") -> str:
+    """A deterministic, reversible-where-possible file name component.
+
+    Bytes outside ``[A-Za-z0-9._-+,=@]`` become ``%XX``, so ``/``, ``\\``, NUL,
+    control characters and spaces cannot form a path or confuse a shell;
+    ``""``, ``.`` and ``..`` are prefixed; long names are cut and suffixed
+    with a hash of the original, keeping them unique.
+    """
+    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
+    out = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
+    if out in ("", ".", ".."):
+        out = fallback + out
+    elif out.startswith("."):
+        out = "_" + out
+    if len(out) > _NAME_MAX:
+        out = out[:_NAME_MAX - 14] + "~" + hashlib.sha256(raw).hexdigest()[:12]
+    return out
+
+
+class TarStream:
+    """Write a POSIX (pax) tar archive to a non-seekable sink, one member at a time.
+
+    Unlike :meth:`tarfile.TarFile.addfile`, a member's data is pushed in as it
+    is produced, so a multi-GiB file never sits in memory.
+    """
+
+    def __init__(self, sink: BinaryIO):
+        self._sink = sink
+        self._open_size = 0
+        self._written = 0
+
+    def begin(self, info: tarfile.TarInfo) -> None:
+        if self._open_size != self._written:
+            raise RuntimeError("previous tar member not finished")
+        self._sink.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._open_size, self._written = info.size, 0
+
+    def write(self, data) -> None:
+        self._written += len(data)
+        if self._written > self._open_size:
+            raise RuntimeError("tar member longer than declared")
+        self._sink.write(data)
+
+    def end(self) -> None:
+        if self._written != self._open_size:
+            raise RuntimeError("tar member shorter than declared")
+        pad = (-self._written) % tarfile.BLOCKSIZE
+        if pad:
+            self._sink.write(bytes(pad))
+        self._open_size = self._written = 0
+
+    def close(self) -> None:
+        self._sink.write(bytes(tarfile.BLOCKSIZE * 2))
+
+
+def describe_stats(stats: StreamStats) -> List[str]:
+    """Plain-language status notes for a rebuilt stream (empty when complete and clean)."""
+    notes = []
+    if stats.missing_bytes:
+        notes.append(f"incomplete: {stats.missing_bytes} bytes not in the image (zero-filled)")
+    if stats.truncated_from is not None:
+        notes.append(f"size {stats.truncated_from} exceeds the limit; rebuilt up to {stats.size}")
+    if stats.beyond_size_pages:
+        notes.append(f"{stats.beyond_size_pages} referenced pages lie beyond the file size")
+    return notes
+

@@ -1,0 +1,301 @@
+"""Walkers over the PKRAM object graph: node -> obj -> link -> entries.
+
+Named after the kernel objects they visit (``pkram_nodes``, ``pkram_objs``,
+``pkram_links``). Every chain is bounded by the image size and guarded
+against cycles, every PFN is checked against the image before it is read,
+and every irregularity becomes a :class:`~volatility_pkram.problems.Problem`
+instead of an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from . import format as fmt
+from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .problems import ERROR, WARNING, Diagnostics
+
+__all__ = [
+    "read_meta_page", "pkram_nodes", "pkram_objs", "pkram_links", "PageStream",
+    "page_stream", "byte_stream_pfns", "read_byte_stream",
+]
+
+
+def read_meta_page(mem: PhysicalMemory, pfn: int, what: str, diag: Diagnostics,
+                   context: str = "") -> Optional[bytes]:
+    """Read the metadata page ``pfn`` or record why it cannot be read."""
+    if not 0 < pfn < mem.max_pfn:
+        diag.add("pfn-out-of-range", ERROR, f"{what} PFN 0x{pfn:x} is outside the image "
+                 f"(max PFN 0x{mem.max_pfn:x})", pfn, context)
+        return None
+    try:
+        return mem.read_page(pfn)
+    except UnreadableError as exc:
+        diag.add("unreadable", ERROR, f"{what} page not captured: {exc.reason}", pfn, context)
+        return None
+
+
+def walk_chain(mem: PhysicalMemory, first: int, what: str, diag: Diagnostics,
+           context: str) -> Iterator[Tuple[int, bytes]]:
+    """Follow a singly linked chain of metadata pages with a cycle and length guard."""
+    seen = set()
+    pfn = first
+    while pfn:
+        if pfn in seen:
+            diag.add("cycle", ERROR, f"{what} list loops back to PFN 0x{pfn:x}; stopped", pfn, context)
+            return
+        if len(seen) >= mem.max_pfn:
+            diag.add("chain-too-long", ERROR, f"{what} list longer than the image has pages", pfn, context)
+            return
+        seen.add(pfn)
+        page = read_meta_page(mem, pfn, what, diag, context)
+        if page is None:
+            return
+        nxt = yield pfn, page
+        pfn = nxt if nxt is not None else 0
+
+
+def pkram_nodes(mem: PhysicalMemory, first_pfn: int, diag: Diagnostics) -> Iterator[fmt.Node]:
+    """Iterate ``struct pkram_node`` pages from ``pkram_super_block.node_pfn``."""
+    walk = walk_chain(mem, first_pfn, "node", diag, "")
+    try:
+        pfn, page = next(walk)
+        while True:
+            node = fmt.decode_node(page, pfn)
+            for why in node.problems:
+                diag.add("bad-node", WARNING, why, pfn, node.name)
+            yield node
+            pfn, page = walk.send(node.next_pfn)
+    except StopIteration:
+        return
+
+
+def pkram_objs(mem: PhysicalMemory, node: fmt.Node, revision: int,
+               diag: Diagnostics) -> Iterator[fmt.Obj]:
+    """Iterate the ``struct pkram_obj`` pages of ``node`` (newest first, as prepended)."""
+    walk = walk_chain(mem, node.obj_pfn, "obj", diag, node.name)
+    try:
+        pfn, page = next(walk)
+        while True:
+            obj = fmt.decode_obj(page, pfn, revision)
+            if not obj.tail_clean:
+                diag.add("bad-obj", WARNING, "bytes past the pkram_obj fields are not zero", pfn, node.name)
+            yield obj
+            pfn, page = walk.send(obj.next_pfn)
+    except StopIteration:
+        return
+
+
+def pkram_links(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
+                context: str = "") -> Iterator[fmt.Link]:
+    """Iterate ``struct pkram_link`` pages from a stream's head link PFN."""
+    walk = walk_chain(mem, head_pfn, "link", diag, context)
+    try:
+        pfn, page = next(walk)
+        while True:
+            link = fmt.decode_link(page, pfn)
+            yield link
+            pfn, page = walk.send(link.next_pfn)
+    except StopIteration:
+        return
+
+
+@dataclass
+class PageStream:
+    """The entries of one object's page stream, ordered by page index.
+
+    Entries are kept in parallel arrays (no Python object per entry): the
+    page-cache ``index`` of the first page, the ``pfn`` of the (head) page, the
+    compound ``order`` and the entry ``flags``. ``link_pfns`` lists the link
+    pages in list order.
+    """
+
+    index: array = field(default_factory=lambda: array("Q"))
+    pfn: array = field(default_factory=lambda: array("Q"))
+    order: array = field(default_factory=lambda: array("B"))
+    flags: array = field(default_factory=lambda: array("B"))
+    link_pfns: List[int] = field(default_factory=list)
+    zeroed_entries: int = 0
+    overlapping_entries: int = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def pages(self) -> int:
+        """Number of 4 KiB pages referenced."""
+        return sum(1 << o for o in self.order)
+
+    @property
+    def end_index(self) -> int:
+        """One past the last page index (0 for an empty stream)."""
+        if not self.index:
+            return 0
+        return self.index[-1] + (1 << self.order[-1])
+
+    def extents(self) -> Iterator[Tuple[int, int, int]]:
+        """``(page_index, pfn, npages)`` per entry, ascending by index."""
+        for i in range(len(self.index)):
+            yield self.index[i], self.pfn[i], 1 << self.order[i]
+
+    def runs(self, max_pages: int = 1024) -> Iterator[Tuple[int, int, int]]:
+        """Entries merged where both index and PFN are contiguous: ``(index, pfn, npages)``.
+
+        This is what turns a THP or an allocator-contiguous run of order-0
+        pages into a single read.
+        """
+        run = None
+        for idx, pfn, n in self.extents():
+            if run and run[0] + run[2] == idx and run[1] + run[2] == pfn and run[2] + n <= max_pages:
+                run[2] += n
+                continue
+            if run:
+                yield tuple(run)
+            run = [idx, pfn, n]
+        if run:
+            yield tuple(run)
+
+
+def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
+                context: str = "", *, thp_flag_expected: Optional[bool] = None) -> PageStream:
+    """Collect the entries of the link list at ``head_pfn`` and order them by index.
+
+    v1 lists are LIFO and v2/v3 lists FIFO, and multi-threaded saves
+    interleave links of different index ranges, so list order means nothing:
+    each link's ``index`` places its entries. A zero entry before the last
+    used one (a partially loaded object) is skipped; the indices after it
+    are then uncertain and a problem says so. Overlapping index ranges keep
+    the first link seen in list order.
+    """
+    max_pfn = mem.max_pfn
+    segments = []   # (start_index, end_index, pos_in_arrays, count)
+    raw = PageStream()
+    bad_order = bad_pfn = 0
+    for link in pkram_links(mem, head_pfn, diag, context):
+        raw.link_pfns.append(link.pfn)
+        ents = link.entries
+        used = len(ents)
+        while used and ents[used - 1] == 0:
+            used -= 1
+        idx = link.index
+        start_pos = len(raw.index)
+        zeroed_here = 0
+        for e in ents[:used]:
+            if e == 0:
+                zeroed_here += 1
+                idx += 1
+                continue
+            order = e & fmt.ENTRY_ORDER_MASK
+            pfn = e >> PAGE_SHIFT
+            if order > fmt.MAX_ENTRY_ORDER:
+                bad_order += 1
+                continue
+            npages = 1 << order
+            if pfn + npages > max_pfn or pfn == 0:
+                bad_pfn += 1
+                idx += npages
+                continue
+            if idx + npages > 1 << 52:
+                bad_pfn += 1
+                break
+            raw.index.append(idx)
+            raw.pfn.append(pfn)
+            raw.order.append(order)
+            raw.flags.append((e >> fmt.ENTRY_FLAGS_SHIFT) & fmt.ENTRY_FLAGS_MASK)
+            idx += npages
+        if zeroed_here:
+            raw.zeroed_entries += zeroed_here
+            diag.add("zeroed-entries", WARNING, f"{zeroed_here} zero entries inside a link (partially "
+                     "loaded object?); the page indices after them are uncertain", link.pfn, context)
+        count = len(raw.index) - start_pos
+        if count:
+            segments.append((raw.index[start_pos], idx, start_pos, count))
+    if bad_order:
+        diag.add("bad-entry-order", ERROR, f"{bad_order} entries with an order above "
+                 f"{fmt.MAX_ENTRY_ORDER} were skipped", head_pfn, context)
+    if bad_pfn:
+        diag.add("pfn-out-of-range", ERROR, f"{bad_pfn} entries point outside the image "
+                 f"(max PFN 0x{max_pfn:x}) and were skipped", head_pfn, context)
+    if all(a[1] <= b[0] for a, b in zip(segments, segments[1:])):
+        return raw   # already ascending and disjoint (typical for FIFO lists)
+    # Reorder link segments by their first index; entries inside a link are ascending.
+    out = PageStream(link_pfns=raw.link_pfns, zeroed_entries=raw.zeroed_entries)
+    covered = 0
+    for _start, _end, pos, count in sorted(segments, key=lambda s: (s[0], s[2])):
+        for i in range(pos, pos + count):
+            idx = raw.index[i]
+            if idx < covered:
+                out.overlapping_entries += 1
+                continue
+            out.index.append(idx)
+            out.pfn.append(raw.pfn[i])
+            out.order.append(raw.order[i])
+            out.flags.append(raw.flags[i])
+            covered = idx + (1 << raw.order[i])
+    if out.overlapping_entries:
+        diag.add("overlapping-entries", ERROR, f"{out.overlapping_entries} entries cover page indices "
+                 "already covered by another link; the first link in list order was kept",
+                 head_pfn, context)
+    return out
+
+
+def byte_stream_pfns(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics,
+                     context: str = "") -> List[int]:
+    """PFNs of the byte-stream pages of ``obj`` in stream order.
+
+    v1: the single ``data_pfn`` page. v2/v3: the order-0 entries of the
+    ``bytes_head_link_pfn`` list, page k holding bytes ``[k*4096, (k+1)*4096)``
+    (``link->index`` is not used for byte streams).
+    """
+    if obj.revision == 1:
+        return [obj.data_pfn] if obj.data_pfn else []
+    pfns: List[int] = []
+    limit = (obj.data_len + PAGE_SIZE - 1) // PAGE_SIZE
+    for link in pkram_links(mem, obj.bytes_head, diag, context):
+        for e in link.entries:
+            if e == 0:
+                break
+            if e & fmt.ENTRY_ORDER_MASK:
+                diag.add("bad-byte-stream", WARNING, "byte-stream entry has a non-zero order; "
+                         "only its first page is used", link.pfn, context)
+            pfns.append(e >> PAGE_SHIFT)
+        if len(pfns) >= limit:
+            break
+    return pfns
+
+
+def read_byte_stream(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics, context: str = "",
+                     *, limit: Optional[int] = None) -> Tuple[bytes, int]:
+    """Read an object's byte stream (at most ``limit`` bytes). Returns ``(data, missing_bytes)``.
+
+    ``data_len`` is capped by the pages that carry the stream (v1: one page);
+    unreadable pages read as zeros and are counted in ``missing_bytes``.
+    """
+    pfns = byte_stream_pfns(mem, obj, diag, context)
+    length = obj.data_len
+    capacity = len(pfns) * PAGE_SIZE
+    if length > capacity:
+        diag.add("bad-data-len", ERROR, f"data_len {length} exceeds the {len(pfns)} byte-stream "
+                 f"page(s); capped to {capacity}", obj.pfn, context)
+        length = capacity
+    if limit is not None:
+        length = min(length, limit)
+    out = bytearray()
+    missing = 0
+    for pfn in pfns:
+        if len(out) >= length:
+            break
+        want = min(PAGE_SIZE, length - len(out))
+        page = read_meta_page(mem, pfn, "byte-stream", diag, context)
+        if page is None:
+            missing += want
+            page = bytes(PAGE_SIZE)
+        out += page[:want]
+    return bytes(out), missing
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

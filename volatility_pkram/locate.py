@@ -1,0 +1,340 @@
+"""Finding the PKRAM super block.
+
+Routes, in order of trust:
+
+1. an explicit PFN from the analyst (``--sb-pfn``);
+2. ``pkram=`` values from command lines the front end already knows (the
+   kernel's ``saved_command_line`` read through a kernel symbol table);
+3. every ``pkram=`` token in physical memory (:func:`find_pkram_tokens`).
+
+Each candidate PFN is validated as a super block of every revision
+(:func:`check_super_block`), ranked, and the best one chosen. Rejected
+candidates are kept with the reason, so the analyst can see a planted decoy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+from . import format as fmt
+from .lists import pkram_nodes, pkram_objs
+from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .problems import Diagnostics
+
+__all__ = ["Token", "Candidate", "Location", "kstrtoul_hex", "find_pkram_tokens",
+           "tokens_in_text", "check_super_block", "locate_super_block", "LocateError"]
+
+_TOKEN = re.compile(rb"pkram=")
+#: what may precede a boot parameter: start of the command line, white space, a quote
+_SEPARATORS = b" \t\n\r\0\"'"
+_VALUE_MAX = 64          # longer values are not PFNs in any spelling kstrtoul accepts
+#: how many nodes/objects a validation walks before it trusts a candidate
+_VALIDATE_NODES = 256
+_VALIDATE_OBJS = 64
+
+
+class LocateError(Exception):
+    """No usable super block; ``location`` holds the rejected candidates."""
+
+    def __init__(self, message: str, location: "Location"):
+        super().__init__(message)
+        self.location = location
+
+
+def kstrtoul_hex(value: bytes) -> int:
+    """Parse like the kernel's ``kstrtoul(arg, 16, &pfn)`` (lib/kstrtox.c).
+
+    Accepts an optional leading ``+``, an optional ``0x``/``0X``, hex digits of
+    either case and one trailing ``\\n``. Raises :class:`ValueError` with the
+    kernel's reason otherwise.
+    """
+    s = value
+    if s[:1] == b"+":
+        s = s[1:]
+    if s[:1] == b"0" and s[1:2] in (b"x", b"X"):
+        s = s[2:]
+    digits = 0
+    for ch in s:
+        if ch in b"0123456789abcdefABCDEF":
+            digits += 1
+        else:
+            break
+    if digits == 0:
+        raise ValueError("no hex digits (kstrtoul: -EINVAL)")
+    rest = s[digits:]
+    if rest and rest != b"\n":
+        raise ValueError(f"trailing {rest[:16]!r} after the hex digits (kstrtoul: -EINVAL)")
+    number = int(s[:digits], 16)
+    if number >= 1 << 64:
+        raise ValueError("value overflows unsigned long (kstrtoul: -ERANGE)")
+    return number
+
+
+@dataclass(frozen=True)
+class Token:
+    """One ``pkram=`` occurrence: where, what it said, and what it parses to."""
+
+    offset: Optional[int]          # physical address of the "p", None for a non-physical source
+    source: str                    # "physical memory", "saved_command_line", ...
+    text: str                      # printable form of "pkram=<value>"
+    value: Optional[int]           # parsed PFN, None if malformed
+    reject: Optional[str] = None   # why the token is not a usable boot parameter
+
+
+def _token_at(buf: bytes, pos: int, base: Optional[int], source: str) -> Token:
+    start = pos + len(b"pkram=")
+    end = start
+    limit = min(len(buf), start + _VALUE_MAX + 1)
+    while end < limit and buf[end] not in b" \t\r\0\"'":
+        if buf[end] == 0x0A:  # kstrtoul accepts one trailing newline; a newline also ends the arg
+            end += 1
+            break
+        end += 1
+    raw = buf[start:end]
+    if raw[:1] == b'"':
+        raw = raw[1:]
+    text = ("pkram=" + raw.decode("latin-1")).encode("unicode_escape").decode("ascii")
+    offset = None if base is None else base + pos
+    prev = buf[pos - 1] if pos > 0 else None
+    if prev is not None and prev not in _SEPARATORS:
+        return Token(offset, source, text, None,
+                     f"not a boot parameter: preceded by {bytes([prev])!r}")
+    if end - start > _VALUE_MAX:
+        return Token(offset, source, text, None, "value longer than any PFN spelling")
+    try:
+        value = kstrtoul_hex(raw)
+    except ValueError as exc:
+        return Token(offset, source, text, None, str(exc))
+    return Token(offset, source, text, value)
+
+
+def tokens_in_text(text: bytes, source: str) -> List[Token]:
+    """``pkram=`` tokens of a command line that did not come from a physical address."""
+    return [_token_at(text, m.start(), None, source) for m in _TOKEN.finditer(text)]
+
+
+def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
+                      limit: int = 100000, progress=None) -> Iterator[Token]:
+    """Every ``pkram=`` occurrence in the captured physical memory, ascending.
+
+    Reads the present extents in large chunks (with an overlap, so a token
+    crossing a chunk boundary is seen once). At most ``limit`` tokens.
+    """
+    overlap = _VALUE_MAX + 16
+    found = 0
+    total = sum(e - s for s, e in mem.extents) or 1
+    done = 0
+    for ext_start, ext_end in mem.extents:
+        pos = ext_start
+        while pos < ext_end:
+            size = min(chunk, ext_end - pos)
+            read_len = min(size + overlap, ext_end - pos)
+            try:
+                buf = mem.read(pos, read_len)
+            except UnreadableError:
+                pos += size
+                continue
+            # a token whose 'p' lies in the overlap belongs to the next chunk
+            for m in _TOKEN.finditer(buf, 0, size + len(b"pkram=") - 1):
+                if m.start() >= size:
+                    break
+                # re-read the separator byte before a chunk-initial token
+                if m.start() == 0 and pos > ext_start:
+                    try:
+                        prevb = mem.read(pos - 1, 1)
+                    except UnreadableError:
+                        prevb = b"\0"
+                    token = _token_at(prevb + buf, 1, pos - 1, "physical memory")
+                else:
+                    token = _token_at(buf, m.start(), pos, "physical memory")
+                yield token
+                found += 1
+                if found >= limit:
+                    return
+            pos += size
+            done += size
+            if progress:
+                progress(100.0 * done / total, "Scanning physical memory for pkram=")
+
+
+@dataclass
+class Candidate:
+    """A super block PFN with the evidence for and against it."""
+
+    pfn: int
+    tokens: List[Token] = field(default_factory=list)
+    verdict: str = "unchecked"     # "valid", "empty", "rejected"
+    reason: str = ""
+    revision: Optional[int] = None
+    sb: Optional[fmt.SuperBlock] = None
+    nodes: int = 0
+    objs: int = 0
+
+    @property
+    def score(self) -> Tuple[int, int, int, int]:
+        rank = {"valid": 2, "empty": 1}.get(self.verdict, 0)
+        return rank, self.nodes, self.objs, len(self.tokens)
+
+
+@dataclass
+class Location:
+    """Outcome of :func:`locate_super_block`."""
+
+    route: str
+    chosen: Optional[Candidate]
+    candidates: List[Candidate]
+    rejected_tokens: List[Token]
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def sb(self) -> Optional[fmt.SuperBlock]:
+        return self.chosen.sb if self.chosen else None
+
+
+def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = None) -> Candidate:
+    """Validate page ``pfn`` as a PKRAM super block; fill verdict, reason and counts.
+
+    A v1 page has ``node_pfn`` and ``pgd_pfn`` and nothing else (the page is
+    zeroed before they are written); a v2/v3 page starts with the magic. The
+    node chain is walked (bounded) and each node must carry the node-page
+    signature; the first objects of each node must decode.
+    """
+    cand = Candidate(pfn)
+    if not 0 < pfn < mem.max_pfn:
+        cand.verdict, cand.reason = "rejected", f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn:x})"
+        return cand
+    try:
+        page = mem.read_page(pfn)
+    except UnreadableError as exc:
+        cand.verdict, cand.reason = "rejected", f"page not captured: {exc.reason}"
+        return cand
+    has_magic = fmt.super_block_magic(page) == fmt.PKRAM_MAGIC
+    if revision is None:
+        revision = 2 if has_magic else 1
+    if revision in (2, 3) and not has_magic:
+        if fmt.is_zero(page):
+            cand.verdict, cand.reason, cand.revision = "empty", "all-zero page (no node was handed over)", revision
+            cand.sb = fmt.decode_super_block(page, pfn, revision)
+            return cand
+        cand.verdict, cand.reason = "rejected", "no PKRAM_MAGIC (0x706B726D) at offset 0"
+        return cand
+    if revision == 1 and has_magic:
+        cand.verdict, cand.reason = "rejected", "page has the v2/v3 magic, not a v1 super block"
+        return cand
+    sb = fmt.decode_super_block(page, pfn, revision)
+    cand.revision = revision
+    if not sb.tail_clean:
+        cand.verdict = "rejected"
+        cand.reason = ("bytes after pgd_pfn are not zero (a v1 super block page is zeroed before use)"
+                       if revision == 1 else "bytes after nr_regions (or the magic padding) are not zero")
+        return cand
+    cand.sb = sb
+    second = sb.pgd_pfn if revision == 1 else sb.region_list_pfn
+    second_name = "pgd_pfn" if revision == 1 else "region_list_pfn"
+    if sb.node_pfn == 0:
+        if second == 0:
+            cand.verdict, cand.reason = "empty", "valid but empty super block (node_pfn = 0)"
+        else:
+            cand.verdict, cand.reason = "rejected", f"node_pfn is 0 but {second_name} is 0x{second:x}"
+        return cand
+    if not mem.pfn_present(second):
+        cand.verdict = "rejected"
+        cand.reason = f"{second_name} 0x{second:x} is {'0' if second == 0 else 'not a captured page'}"
+        return cand
+    if revision == 1:
+        pgd = mem.read_page(second)
+        for i in range(0, PAGE_SIZE, 8):
+            e = int.from_bytes(pgd[i:i + 8], "little")
+            if e and (e & (PAGE_SIZE - 1) or not mem.pfn_present(e >> PAGE_SHIFT)):
+                cand.verdict = "rejected"
+                cand.reason = f"PGD entry {i // 8} = 0x{e:x} is not the address of a captured page"
+                return cand
+    diag = Diagnostics(limit=64)
+    obj_rev = 1 if revision == 1 else 2
+    for node in pkram_nodes(mem, sb.node_pfn, diag):
+        if node.problems:
+            cand.verdict = "rejected"
+            cand.reason = f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}"
+            return cand
+        cand.nodes += 1
+        for obj in pkram_objs(mem, node, obj_rev, diag):
+            if not obj.tail_clean:
+                break
+            cand.objs += 1
+            if cand.objs >= _VALIDATE_OBJS:
+                break
+        if cand.nodes >= _VALIDATE_NODES:
+            break
+    if cand.nodes == 0:
+        first = next(iter(diag), None)
+        cand.verdict = "rejected"
+        cand.reason = f"first node unreadable: {first.message if first else 'no node'}"
+        return cand
+    cand.verdict = "valid"
+    cand.reason = f"{cand.nodes} node(s) with a valid signature"
+    if len(diag):
+        cand.reason += f"; {len(diag)} finding(s) while checking, first: {next(iter(diag)).message}"
+    return cand
+
+
+def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
+                       revision: Optional[int] = None,
+                       known_tokens: Iterable[Token] = (), known_route: str = "",
+                       scan: bool = True, progress=None) -> Location:
+    """Find the super block; raise :class:`LocateError` if no candidate is usable."""
+    if sb_pfn is not None:
+        cand = check_super_block(mem, sb_pfn, revision)
+        loc = Location("--sb-pfn", cand, [cand], [])
+        if cand.sb is None:
+            if cand.verdict == "rejected" and mem.pfn_present(sb_pfn):
+                # the analyst insists: decode anyway, keep the objection visible
+                page = mem.read_page(sb_pfn)
+                rev = revision or (2 if fmt.super_block_magic(page) == fmt.PKRAM_MAGIC else 1)
+                cand.sb = fmt.decode_super_block(page, sb_pfn, rev)
+                cand.revision = rev
+                loc.notes.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
+                                 "decoded as requested")
+            else:
+                raise LocateError(f"--sb-pfn 0x{sb_pfn:x}: {cand.reason}", loc)
+        return loc
+
+    by_pfn: Dict[int, Candidate] = {}
+    rejected: List[Token] = []
+    routes = []
+
+    def consider(tokens: Iterable[Token], route: str) -> None:
+        for tok in tokens:
+            if tok.value is None:
+                rejected.append(tok)
+                continue
+            if tok.value not in by_pfn:
+                by_pfn[tok.value] = check_super_block(mem, tok.value, revision)
+                if route not in routes:
+                    routes.append(route)
+            by_pfn[tok.value].tokens.append(tok)
+
+    consider(known_tokens, known_route or "known command line")
+    if scan and not any(c.verdict == "valid" for c in by_pfn.values()):
+        consider(find_pkram_tokens(mem, progress=progress), "physical scan")
+    candidates = sorted(by_pfn.values(), key=lambda c: c.score, reverse=True)
+    usable = [c for c in candidates if c.verdict in ("valid", "empty")]
+    route = next((r for r in routes if any(t.source != "physical memory" for c in usable for t in c.tokens)
+                  and r != "physical scan"), "physical scan")
+    loc = Location(route if usable else (routes[0] if routes else "physical scan"),
+                   usable[0] if usable else None, candidates, rejected)
+    if not usable:
+        seen = len(candidates) + len(rejected)
+        raise LocateError(
+            "no valid PKRAM super block found: " + (
+                f"{seen} pkram= token(s) examined, none points at a valid super block"
+                if seen else "no pkram= boot parameter in the image") +
+            "; give the PFN with --sb-pfn if you know it", loc)
+    winners = [c for c in usable if c.score[:3] == usable[0].score[:3] and c is not usable[0]]
+    if winners:
+        loc.notes.append("several candidates validate equally well: " +
+                         ", ".join(f"0x{c.pfn:x}" for c in [usable[0]] + winners) +
+                         f"; chose 0x{usable[0].pfn:x} (most pkram= occurrences)")
+    return loc
+

@@ -1,0 +1,255 @@
+"""The RFC v1 identity-map ("physical mapping") pagetable of preserved pages.
+
+v1 09/43 (``pkram_add_identity_map`` in mm/pkram.c) indexes an x86-style
+table by *physical* address. Upper levels hold the raw physical address of
+the next table page (no flag bits); a PMD entry holds the physical address of
+a page whose first 64 bytes are a 512-bit bitmap, one bit per 4 KiB page, and
+gets PSE (0x80) once the bitmap is full; a THP added to an empty PMD leaves
+``0x80`` alone. The table pages below the PGD are themselves marked in the
+table (added after allocation); the PGD page is not (``pkram_reserve()``
+reserves it, and the super block page, separately).
+
+Whether the old kernel used 4- or 5-level paging is recorded nowhere, so
+:func:`infer_paging_levels` walks both ways and keeps the interpretation
+under which the table describes itself consistently.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .problems import ERROR, INFO, WARNING, Diagnostics
+
+__all__ = ["PSE", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
+           "runs_contain"]
+
+#: ``_PAGE_PSE``: a PMD entry covering its whole 2 MiB.
+PSE = 0x80
+PTRS_PER_TABLE = 512
+PMD_SHIFT = 21
+_PHYS_MASK = (1 << 52) - 1
+_SHIFTS = {4: (39, 30, 21), 5: (48, 39, 30, 21)}
+_LEVEL_NAMES = {4: ("PGD", "PUD", "PMD"), 5: ("PGD", "P4D", "PUD", "PMD")}
+
+
+@dataclass
+class IdentityMap:
+    """Result of walking the table from ``pgd_pfn`` with a given number of levels."""
+
+    root_pfn: int
+    levels: int
+    runs: List[Tuple[int, int]] = field(default_factory=list)   # (first_pfn, npages), ascending
+    table_pfns: List[int] = field(default_factory=list)          # P4D/PUD/PMD/bitmap pages
+    bitmaps: int = 0
+    full_pse: int = 0      # PSE over a full bitmap
+    bare_pse: int = 0      # PSE with no bitmap (a THP)
+    inconsistencies: int = 0
+    diag: Diagnostics = field(default_factory=Diagnostics)
+
+    @property
+    def pages(self) -> int:
+        return sum(n for _, n in self.runs)
+
+    def unmarked_tables(self) -> List[int]:
+        """Table pages (below the root) the table does not mark as preserved."""
+        return [p for p in self.table_pfns if not runs_contain(self.runs, p)]
+
+
+def merge_runs(runs) -> List[Tuple[int, int]]:
+    """Sort ``(pfn, npages)`` runs and merge overlapping or adjacent ones."""
+    out: List[List[int]] = []
+    for pfn, n in sorted(runs):
+        if out and pfn <= out[-1][0] + out[-1][1]:
+            out[-1][1] = max(out[-1][1], pfn + n - out[-1][0])
+        else:
+            out.append([pfn, n])
+    return [(p, n) for p, n in out]
+
+
+def runs_contain(runs: List[Tuple[int, int]], pfn: int) -> bool:
+    i = bisect.bisect_right(runs, (pfn, 1 << 62)) - 1
+    return i >= 0 and runs[i][0] <= pfn < runs[i][0] + runs[i][1]
+
+
+def _bitmap_runs(bits: int, base_pfn: int):
+    """Runs of set bits of a 512-bit bitmap as ``(pfn, npages)``."""
+    while bits:
+        low = (bits & -bits).bit_length() - 1
+        x = bits >> low
+        ones = ((~x) & (x + 1)).bit_length() - 1
+        yield base_pfn + low, ones
+        bits &= ~(((1 << ones) - 1) << low)
+
+
+def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
+                      diag: Optional[Diagnostics] = None) -> IdentityMap:
+    """Walk the v1 identity map from ``pgd_pfn`` as a ``levels``-level (4 or 5) table.
+
+    Findings go to ``diag`` (or the result's own sink); ``inconsistencies``
+    counts those that speak against this interpretation of the table.
+    """
+    if levels not in _SHIFTS:
+        raise ValueError("levels must be 4 or 5")
+    result = IdentityMap(pgd_pfn, levels, diag=diag if diag is not None else Diagnostics())
+    shifts, names = _SHIFTS[levels], _LEVEL_NAMES[levels]
+    d = result.diag
+    visited = {pgd_pfn}
+    runs: List[Tuple[int, int]] = []
+    image_pfns = mem.max_pfn
+    beyond = [0]
+
+    def bad(kind: str, msg: str, pfn: int, severity: str = ERROR) -> None:
+        result.inconsistencies += 1
+        d.add(kind, severity, msg, pfn, f"{levels}-level identity map")
+
+    def read_table(pfn: int, what: str) -> Optional[array]:
+        if not 0 < pfn < image_pfns:
+            bad("pfn-out-of-range", f"{what} table page 0x{pfn:x} is outside the image", pfn)
+            return None
+        try:
+            page = mem.read_page(pfn)
+        except UnreadableError as exc:
+            bad("unreadable", f"{what} table page not captured: {exc.reason}", pfn)
+            return None
+        a = array("Q")
+        a.frombytes(page)
+        return a
+
+    def add_run(pfn: int, n: int) -> None:
+        if pfn + n > image_pfns:
+            beyond[0] += n
+        if runs and runs[-1][0] + runs[-1][1] == pfn:
+            runs[-1] = (runs[-1][0], runs[-1][1] + n)
+        else:
+            runs.append((pfn, n))
+
+    def walk(table_pfn: int, depth: int, base: int) -> None:
+        entries = read_table(table_pfn, names[depth])
+        if entries is None:
+            return
+        shift = shifts[depth]
+        for i, e in enumerate(entries):
+            if e == 0:
+                continue
+            addr = base + (i << shift)
+            if shift == PMD_SHIFT:
+                pmd(e, addr, table_pfn)
+                continue
+            if e & ~_PHYS_MASK or e & (PAGE_SIZE - 1):
+                bad("bad-table-entry", f"{names[depth]}[{i}] = 0x{e:x} is not a raw page address",
+                    table_pfn)
+                continue
+            child = e >> PAGE_SHIFT
+            if child in visited:
+                bad("cycle", f"{names[depth]}[{i}] points back at table page 0x{child:x}", table_pfn)
+                continue
+            if len(visited) > image_pfns:
+                bad("chain-too-long", "more table pages than the image has pages", table_pfn)
+                return
+            visited.add(child)
+            result.table_pfns.append(child)
+            walk(child, depth + 1, addr)
+
+    def pmd(e: int, addr: int, table_pfn: int) -> None:
+        base_pfn = addr >> PAGE_SHIFT
+        bitmap_addr = e & ~(PAGE_SIZE - 1) & _PHYS_MASK
+        if e & (PAGE_SIZE - 1) & ~PSE or e & ~_PHYS_MASK:
+            bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than PSE set",
+                table_pfn)
+            return
+        if e & PSE:
+            if bitmap_addr == 0:
+                result.bare_pse += 1
+            else:
+                result.full_pse += 1
+                _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=True)
+            add_run(base_pfn, PTRS_PER_TABLE)
+            return
+        bits = _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=False)
+        if bits is None:
+            return
+        if bits == 0:
+            d.add("empty-bitmap", WARNING, f"bitmap for 0x{addr:x} has no bit set (the kernel clears "
+                  "such a PMD)", bitmap_addr >> PAGE_SHIFT, f"{levels}-level identity map")
+        for pfn, n in _bitmap_runs(bits, base_pfn):
+            add_run(pfn, n)
+
+    def _note_bitmap(bitmap_pfn: int, addr: int, full_expected: bool) -> Optional[int]:
+        if bitmap_pfn in visited:
+            bad("cycle", f"bitmap page 0x{bitmap_pfn:x} for 0x{addr:x} is also a table page", bitmap_pfn)
+            return None
+        visited.add(bitmap_pfn)
+        result.table_pfns.append(bitmap_pfn)
+        result.bitmaps += 1
+        if not 0 < bitmap_pfn < image_pfns:
+            bad("pfn-out-of-range", f"bitmap page 0x{bitmap_pfn:x} is outside the image", bitmap_pfn)
+            return None
+        try:
+            raw = mem.read(bitmap_pfn << PAGE_SHIFT, PTRS_PER_TABLE // 8)
+        except UnreadableError as exc:
+            bad("unreadable", f"bitmap page not captured: {exc.reason}", bitmap_pfn)
+            return None
+        bits = int.from_bytes(raw, "little")
+        if full_expected and bits != (1 << PTRS_PER_TABLE) - 1:
+            d.add("pse-bitmap-not-full", WARNING, f"PMD for 0x{addr:x} has PSE but its bitmap is "
+                  "not full; the whole 2 MiB is reserved anyway", bitmap_pfn,
+                  f"{levels}-level identity map")
+        return bits
+
+    walk(pgd_pfn, 0, 0)
+    result.runs = runs
+    if beyond[0]:
+        d.add("beyond-image", WARNING, f"{beyond[0]} preserved pages lie beyond the end of the "
+              "image (truncated capture?)", None, f"{levels}-level identity map")
+    unmarked = result.unmarked_tables()
+    if unmarked:
+        result.inconsistencies += len(unmarked)
+        d.add("unmarked-table-page", ERROR, f"{len(unmarked)} table pages are not marked preserved "
+              f"in the table itself (first: 0x{unmarked[0]:x})", unmarked[0],
+              f"{levels}-level identity map")
+    return result
+
+
+@dataclass
+class PagingChoice:
+    """Which table depth was chosen for the v1 identity map, and why."""
+
+    levels: int
+    reason: str
+    walks: Dict[int, IdentityMap]
+
+    @property
+    def table(self) -> IdentityMap:
+        return self.walks[self.levels]
+
+
+def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int,
+                        forced: Optional[int] = None) -> PagingChoice:
+    """Walk the table as 4- and 5-level and pick the self-consistent reading.
+
+    The right reading explains every table page it visits as a preserved page
+    of the table itself, has only raw page addresses at the upper levels and
+    stays inside the image. A wrong reading treats PUD pages as bitmaps, or
+    PMD pages as PUDs, and breaks those rules.
+    """
+    if forced in (4, 5):
+        walk = identity_map_walk(mem, pgd_pfn, forced)
+        return PagingChoice(forced, f"{forced}-level forced by the caller", {forced: walk})
+    walks = {lv: identity_map_walk(mem, pgd_pfn, lv) for lv in (4, 5)}
+    w4, w5 = walks[4], walks[5]
+    if w4.inconsistencies == w5.inconsistencies:
+        if not w4.table_pfns and not w5.table_pfns:
+            return PagingChoice(4, "table is empty; 4-level assumed (indistinguishable)", walks)
+        if w4.runs == w5.runs:
+            return PagingChoice(4, "both depths describe the same pages; 4-level assumed", walks)
+        return PagingChoice(4, f"both depths equally consistent ({w4.inconsistencies} findings "
+                            "each); 4-level assumed", walks)
+    best = 4 if w4.inconsistencies < w5.inconsistencies else 5
+    other = 9 - best
+    reason = (f"{best}-level: {walks[best].inconsistencies} inconsistencies, "
+              f"{other}-level: {walks[other].inconsistencies}")
+    return PagingChoice(best, reason, walks)

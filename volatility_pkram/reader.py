@@ -1,0 +1,204 @@
+"""A located PKRAM instance: preserved ranges and preserved objects.
+
+:class:`Pkram` ties a super block to the memory it was found in and answers
+the two questions the plugins ask: which physical ranges would the next
+kernel keep reserved (:meth:`Pkram.ranges`), and what objects do the nodes
+hold (:meth:`Pkram.objects`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from . import format as fmt
+from .lists import PageStream, page_stream, pkram_nodes, pkram_objs, read_byte_stream
+from .pagetable import PagingChoice, infer_paging_levels
+from .physmem import PAGE_SHIFT, PhysicalMemory
+from .problems import INFO, WARNING, Diagnostics
+from .regions import RegionList, pkram_regions
+
+__all__ = ["Range", "PreservedObject", "Pkram", "detect_v2_v3"]
+
+#: byte streams larger than this are not read whole into memory
+BYTE_STREAM_INLINE_MAX = 1 << 20
+
+SOURCE_PAGETABLE = "pagetable"
+SOURCE_REGION_LIST = "region list"
+SOURCE_SUPER_BLOCK = "super block"
+SOURCE_PGD = "pagetable root"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A maximal run of preserved pages."""
+
+    first_pfn: int
+    pages: int
+    sources: Tuple[str, ...]
+
+    @property
+    def start(self) -> int:
+        return self.first_pfn << PAGE_SHIFT
+
+    @property
+    def size(self) -> int:
+        return self.pages << PAGE_SHIFT
+
+
+@dataclass
+class PreservedObject:
+    """One ``pkram_obj`` with its decoded streams.
+
+    ``consumer`` is ``"shmem"`` when the byte stream follows the tmpfs
+    convention (``struct file_header`` + name), else ``"unknown"``.
+    """
+
+    node: fmt.Node
+    obj: fmt.Obj
+    seq: int                        # position in the node's list (0 = newest)
+    byte_stream: bytes              # up to BYTE_STREAM_INLINE_MAX bytes
+    byte_stream_missing: int        # bytes that could not be read
+    pages: PageStream
+    header: Optional[fmt.FileHeader]
+
+    @property
+    def consumer(self) -> str:
+        return "shmem" if self.header is not None else "unknown"
+
+    @property
+    def name(self) -> str:
+        return self.header.name if self.header else f"obj{self.seq:04d}"
+
+
+def _merge_with_sources(items: List[Tuple[int, int, str]]) -> List[Range]:
+    out: List[Range] = []
+    cur = None
+    for pfn, n, src in sorted(items):
+        if cur and pfn <= cur[0] + cur[1]:
+            cur[1] = max(cur[1], pfn + n - cur[0])
+            if src not in cur[2]:
+                cur[2].append(src)
+        else:
+            if cur:
+                out.append(Range(cur[0], cur[1], tuple(cur[2])))
+            cur = [pfn, n, [src]]
+    if cur:
+        out.append(Range(cur[0], cur[1], tuple(cur[2])))
+    return out
+
+
+def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512) -> Tuple[int, str]:
+    """Tell RFC v2 from v3 by the entry flags of compound pages.
+
+    v2 marks a THP entry with ``PKRAM_PAGE_TRANS_HUGE``; v3 (folios) never
+    sets entry flags. Without any compound entry the two are indistinguishable
+    on memory and v2 is reported.
+    """
+    diag = Diagnostics(limit=16)
+    seen = 0
+    for node in pkram_nodes(mem, sb.node_pfn, diag):
+        for obj in pkram_objs(mem, node, 2, diag):
+            stream = page_stream(mem, obj.pages_head, diag)
+            for order, flags in zip(stream.order, stream.flags):
+                if order:
+                    if flags & fmt.PKRAM_PAGE_TRANS_HUGE:
+                        return 2, "compound entries carry the THP flag (v2)"
+                    return 3, "compound entries have no flags (v3 folios)"
+            seen += 1
+            if seen >= limit_objs:
+                break
+    return 2, "no compound entry to tell v2 from v3; reported as v2 (identical layout)"
+
+
+class Pkram:
+    """PKRAM state rooted at a super block, read from ``mem``."""
+
+    def __init__(self, mem: PhysicalMemory, sb: fmt.SuperBlock, *, revision: Optional[int] = None,
+                 paging_levels: Optional[int] = None, diag: Optional[Diagnostics] = None):
+        self.mem = mem
+        self.sb = sb
+        self.diag = diag if diag is not None else Diagnostics()
+        self.revision_reason = ""
+        if revision is None:
+            if sb.revision == 1:
+                revision, self.revision_reason = 1, "no PKRAM_MAGIC in the super block (v1)"
+            else:
+                revision, self.revision_reason = detect_v2_v3(mem, sb)
+        else:
+            self.revision_reason = "forced with --revision"
+        self.revision = revision
+        self._paging_levels = paging_levels
+        self._paging: Optional[PagingChoice] = None
+        self._regions: Optional[RegionList] = None
+
+    # -- ranges -----------------------------------------------------------------
+
+    @property
+    def paging(self) -> Optional[PagingChoice]:
+        """v1 only: the identity-map walk and the chosen table depth."""
+        if self.revision != 1 or not self.sb.pgd_pfn:
+            return None
+        if self._paging is None:
+            self._paging = infer_paging_levels(self.mem, self.sb.pgd_pfn, self._paging_levels)
+            for p in self._paging.table.diag:
+                self.diag.add(p.kind, p.severity, p.message, p.pfn, p.context)
+        return self._paging
+
+    @property
+    def region_list(self) -> Optional[RegionList]:
+        """v2/v3 only: the handed-over region list."""
+        if self.revision == 1 or not self.sb.region_list_pfn:
+            return None
+        if self._regions is None:
+            self._regions = pkram_regions(self.mem, self.sb, self.diag)
+        return self._regions
+
+    def ranges(self) -> List[Range]:
+        """Maximal runs of what the next kernel keeps reserved, ascending.
+
+        v1 (``pkram_reserve()``): the pages the identity map marks, the super
+        block page and the pagetable root page. v2/v3: the region list, which
+        ``__pkram_reboot()`` already built to include the super block and
+        list pages; the v2/v3 pagetable itself is not handed over.
+        """
+        items: List[Tuple[int, int, str]] = []
+        if self.revision == 1:
+            items.append((self.sb.pfn, 1, SOURCE_SUPER_BLOCK))
+            paging = self.paging
+            if paging is not None:
+                items.append((self.sb.pgd_pfn, 1, SOURCE_PGD))
+                items.extend((pfn, n, SOURCE_PAGETABLE) for pfn, n in paging.table.runs)
+        else:
+            regions = self.region_list
+            if regions is not None:
+                items.extend((pfn, n, SOURCE_REGION_LIST) for pfn, n in regions.runs())
+            elif not self.sb.empty:
+                self.diag.add("no-region-list", WARNING, "super block has nodes but no region list",
+                              self.sb.pfn)
+            self.diag.add("v2-pagetable", INFO, "v2/v3 kernels do not hand the pagetable over; ranges "
+                          "come from the region list only", self.sb.pfn)
+        return _merge_with_sources(items)
+
+    # -- objects ----------------------------------------------------------------
+
+    def nodes(self) -> Iterator[fmt.Node]:
+        """``struct pkram_node`` pages in chain order."""
+        if self.sb.node_pfn:
+            yield from pkram_nodes(self.mem, self.sb.node_pfn, self.diag)
+
+    def objects(self, node: fmt.Node) -> Iterator[PreservedObject]:
+        """Decode every object of ``node``: byte stream, file header, page stream."""
+        ctx_node = node.name
+        if node.flags:
+            self.diag.add("unfinished-node", WARNING, f"node flags 0x{node.flags:x} "
+                          f"({fmt.NodeFlags.describe(node.flags)}); the kernel would not hand it over",
+                          node.pfn, ctx_node)
+        for seq, obj in enumerate(pkram_objs(self.mem, node, self.revision, self.diag)):
+            ctx = f"{ctx_node} obj#{seq}"
+            data, missing = read_byte_stream(self.mem, obj, self.diag, ctx, limit=BYTE_STREAM_INLINE_MAX)
+            header = fmt.decode_file_header(data) if not missing else None
+            if header is not None:
+                ctx = f"{ctx_node}/{header.name}"
+            stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
+            yield PreservedObject(node, obj, seq, data, missing, stream, header)
