@@ -163,6 +163,12 @@ class Pkram:
         list pages; the v2/v3 pagetable itself is not handed over.
         """
         items: List[Tuple[int, int, str]] = []
+        if self.sb.empty:
+            # v1 pkram_reserve(): "An empty pkram_sb is not an error" -- the page is
+            # unreserved again; v2/v3 reject an all-zero page as an invalid super block.
+            self.diag.add("empty-super-block", INFO, "super block lists no node: nothing is "
+                          "reserved, not even the super block page", self.sb.pfn)
+            return []
         if self.revision == 1:
             items.append((self.sb.pfn, 1, SOURCE_SUPER_BLOCK))
             paging = self.paging
