@@ -279,11 +279,32 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
     return cand
 
 
+#: how each token source is named as a route in reports
+ROUTES = {
+    "physical memory": "physical scan",
+    "saved_command_line": "kernel saved_command_line",
+    "pkram_sb": "kernel pkram_sb",
+}
+
+
+def _route(cand: Candidate) -> str:
+    sources = [t.source for t in cand.tokens]
+    for source in ("pkram_sb", "saved_command_line", "physical memory"):
+        if source in sources:
+            return ROUTES[source]
+    return sources[0] if sources else "unknown"
+
+
 def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
-                       revision: Optional[int] = None,
-                       known_tokens: Iterable[Token] = (), known_route: str = "",
-                       scan: bool = True, progress=None) -> Location:
-    """Find the super block; raise :class:`LocateError` if no candidate is usable."""
+                       revision: Optional[int] = None, known_tokens: Iterable[Token] = (),
+                       scan: str = "fallback", progress=None) -> Location:
+    """Find the super block; raise :class:`LocateError` if no candidate is usable.
+
+    ``known_tokens`` come from a front end that read the kernel's own
+    variables (``saved_command_line``, ``pkram_sb``). ``scan`` is
+    ``"fallback"`` (scan physical memory only if they gave no valid
+    candidate), ``"always"`` (scan too, to cross-check) or ``"never"``.
+    """
     if sb_pfn is not None:
         cand = check_super_block(mem, sb_pfn, revision)
         loc = Location("--sb-pfn", cand, [cand], [])
@@ -302,39 +323,46 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
 
     by_pfn: Dict[int, Candidate] = {}
     rejected: List[Token] = []
-    routes = []
 
-    def consider(tokens: Iterable[Token], route: str) -> None:
+    def consider(tokens: Iterable[Token]) -> None:
         for tok in tokens:
             if tok.value is None:
                 rejected.append(tok)
                 continue
             if tok.value not in by_pfn:
                 by_pfn[tok.value] = check_super_block(mem, tok.value, revision)
-                if route not in routes:
-                    routes.append(route)
             by_pfn[tok.value].tokens.append(tok)
 
-    consider(known_tokens, known_route or "known command line")
-    if scan and not any(c.verdict == "valid" for c in by_pfn.values()):
-        consider(find_pkram_tokens(mem, progress=progress), "physical scan")
+    consider(known_tokens)
+    known_best = max(by_pfn.values(), key=lambda c: c.score, default=None)
+    notes: List[str] = []
+    if scan == "always" or (scan == "fallback" and (known_best is None or known_best.verdict != "valid")):
+        consider(find_pkram_tokens(mem, progress=progress))
+        if known_best is not None and scan == "always":
+            scan_best = max((c for c in by_pfn.values()
+                             if any(t.source == "physical memory" for t in c.tokens)),
+                            key=lambda c: c.score, default=None)
+            if scan_best is None:
+                notes.append("the physical scan found no pkram= candidate of its own")
+            elif scan_best.pfn == known_best.pfn:
+                notes.append(f"the physical scan agrees: 0x{scan_best.pfn:x}")
+            else:
+                notes.append(f"the physical scan prefers 0x{scan_best.pfn:x} "
+                             f"({scan_best.verdict}), the kernel route 0x{known_best.pfn:x}")
     candidates = sorted(by_pfn.values(), key=lambda c: c.score, reverse=True)
     usable = [c for c in candidates if c.verdict in ("valid", "empty")]
-    route = next((r for r in routes if any(t.source != "physical memory" for c in usable for t in c.tokens)
-                  and r != "physical scan"), "physical scan")
-    loc = Location(route if usable else (routes[0] if routes else "physical scan"),
-                   usable[0] if usable else None, candidates, rejected)
-    if not usable:
+    chosen = usable[0] if usable else None
+    loc = Location(_route(chosen) if chosen else "none", chosen, candidates, rejected, notes)
+    if chosen is None:
         seen = len(candidates) + len(rejected)
         raise LocateError(
             "no valid PKRAM super block found: " + (
                 f"{seen} pkram= token(s) examined, none points at a valid super block"
                 if seen else "no pkram= boot parameter in the image") +
             "; give the PFN with --sb-pfn if you know it", loc)
-    winners = [c for c in usable if c.score[:3] == usable[0].score[:3] and c is not usable[0]]
-    if winners:
+    ties = [c for c in usable[1:] if c.score[:3] == chosen.score[:3]]
+    if ties:
         loc.notes.append("several candidates validate equally well: " +
-                         ", ".join(f"0x{c.pfn:x}" for c in [usable[0]] + winners) +
-                         f"; chose 0x{usable[0].pfn:x} (most pkram= occurrences)")
+                         ", ".join(f"0x{c.pfn:x}" for c in [chosen] + ties) +
+                         f"; chose 0x{chosen.pfn:x} (most pkram= occurrences)")
     return loc
-

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import List, Optional, Tuple
 
-from volatility3.framework import interfaces
+from volatility3.framework import automagic, exceptions, interfaces
 from volatility3.framework.configuration import requirements
 from volatility3.framework.layers import intel
 
@@ -67,6 +67,9 @@ def common_requirements() -> List[interfaces.configuration.RequirementInterface]
     """Options every pkram.* plugin accepts."""
     return [
         requirements.TranslationLayerRequirement(name="primary", description="Memory layer"),
+        # Optional: when a kernel symbol table matches, the kernel's own variables are read first.
+        requirements.ModuleRequirement(name="kernel", description="Linux kernel (optional)",
+                                       architectures=["Intel32", "Intel64"], optional=True),
         requirements.IntRequirement(
             name="sb_pfn", optional=True,
             description="PFN of the PKRAM super block (hex with 0x, or decimal); skips the search"),
@@ -83,7 +86,88 @@ def _int_choice(value) -> Optional[int]:
     return None if value in (None, "auto") else int(value)
 
 
-def open_pkram(plugin: interfaces.plugins.PluginInterface) -> Tuple[Pkram, locate.Location]:
+def _ensure_kernel(plugin: interfaces.plugins.PluginInterface) -> Optional[str]:
+    """Fill the optional ``kernel`` requirement when the primary layer is a Linux kernel layer.
+
+    The stacker only satisfies required layer requirements, so when a kernel
+    symbol table matched the image we run the two automagics that build the
+    kernel module ourselves (see docs: volatility3-notes 2f).
+    """
+    kname = plugin.config.get("kernel", None)
+    if kname and kname in plugin.context.modules:
+        return kname
+    primary = plugin.context.layers[plugin.config["primary"]]
+    if not isinstance(primary, intel.Intel) or not primary.config.get("kernel_banner"):
+        return None
+    lpath = interfaces.configuration.path_join(plugin.config_path, "kernel", "layer_name")
+    plugin.context.config.merge(lpath, primary.build_configuration())
+    plugin.context.config[lpath] = primary.name
+    wanted = ("LinuxSymbolFinder", "KernelModule")
+    magics = [a for a in automagic.available(plugin.context) if type(a).__name__ in wanted]
+    try:
+        automagic.run(magics, plugin.context, type(plugin),
+                      interfaces.configuration.parent_path(plugin.config_path),
+                      progress_callback=getattr(plugin, "_progress_callback", None))
+    except exceptions.VolatilityException as exc:
+        vollog.info(f"pkram: kernel symbols unusable: {exc}")
+        return None
+    kname = plugin.config.get("kernel", None)
+    return kname if kname and kname in plugin.context.modules else None
+
+
+def _read_pointer(vmlinux, layer, name: str) -> Optional[int]:
+    if not vmlinux.has_symbol(name):
+        return None
+    addr = vmlinux.get_absolute_symbol_address(name)
+    try:
+        return int.from_bytes(layer.read(addr, 8), "little")
+    except exceptions.InvalidAddressException:
+        return None
+
+
+def _virt_to_pfn(layer, vaddr: int) -> Optional[int]:
+    try:
+        return layer.translate(vaddr)[0] >> 12
+    except exceptions.InvalidAddressException:
+        return None
+
+
+def kernel_tokens(plugin: interfaces.plugins.PluginInterface) -> Tuple[List[locate.Token], List[str]]:
+    """``pkram=`` evidence from the kernel's own variables, when a kernel ISF matches.
+
+    ``saved_command_line`` (the command line the kernel booted with) always;
+    ``pkram_sb`` and ``pkram_pgd`` (static in mm/pkram.c) on a PKRAM kernel
+    whose symbol table has them.
+    """
+    kname = _ensure_kernel(plugin)
+    if not kname:
+        return [], []
+    vmlinux = plugin.context.modules[kname]
+    layer = plugin.context.layers[vmlinux.layer_name]
+    tokens: List[locate.Token] = []
+    notes: List[str] = []
+    ptr = _read_pointer(vmlinux, layer, "saved_command_line")
+    if ptr:
+        try:
+            raw = layer.read(ptr, 4096, pad=True)
+            tokens += locate.tokens_in_text(raw.split(b"\0", 1)[0], "saved_command_line")
+            notes.append(f"kernel saved_command_line read at 0x{ptr:x}")
+        except exceptions.InvalidAddressException:
+            notes.append("kernel saved_command_line is not readable")
+    sb_ptr = _read_pointer(vmlinux, layer, "pkram_sb")
+    if sb_ptr:
+        pfn = _virt_to_pfn(layer, sb_ptr)
+        if pfn is not None:
+            tokens.append(locate.Token(None, "pkram_sb", f"pkram_sb=0x{sb_ptr:x}", pfn))
+    pgd_ptr = _read_pointer(vmlinux, layer, "pkram_pgd")
+    if pgd_ptr:
+        pfn = _virt_to_pfn(layer, pgd_ptr)
+        notes.append(f"kernel pkram_pgd = 0x{pgd_ptr:x} (PFN {'?' if pfn is None else hex(pfn)})")
+    return tokens, notes
+
+
+def open_pkram(plugin: interfaces.plugins.PluginInterface,
+               cross_check: bool = False) -> Tuple[Pkram, locate.Location]:
     """Locate the super block for ``plugin`` and return the reader and how it was found.
 
     Raises :class:`PkramNotFound` (exit status 2, message on stderr) when no
@@ -93,9 +177,11 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface) -> Tuple[Pkram, locat
     layer = physical_layer(plugin.context, config["primary"])
     mem = LayerMemory(layer)
     revision = _int_choice(config.get("revision"))
+    known, kernel_notes = ([], []) if config.get("sb_pfn") is not None else kernel_tokens(plugin)
     try:
         loc = locate.locate_super_block(
-            mem, sb_pfn=config.get("sb_pfn"), revision=revision,
+            mem, sb_pfn=config.get("sb_pfn"), revision=revision, known_tokens=known,
+            scan="always" if cross_check and known else "fallback",
             progress=getattr(plugin, "_progress_callback", None))
     except locate.LocateError as exc:
         for cand in exc.location.candidates:
@@ -108,6 +194,7 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface) -> Tuple[Pkram, locat
     for tok in loc.rejected_tokens[:50]:
         where = f" at 0x{tok.offset:x}" if tok.offset is not None else ""
         vollog.info(f"pkram: token {tok.text!r}{where} rejected: {tok.reject}")
+    loc.notes[:0] = kernel_notes
     for note in loc.notes:
         vollog.warning(f"pkram: {note}")
     vollog.info(f"pkram: super block at PFN 0x{loc.chosen.pfn:x} ({loc.route}): {loc.chosen.reason}")

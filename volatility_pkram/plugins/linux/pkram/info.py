@@ -81,7 +81,7 @@ class Info(interfaces.plugins.PluginInterface):
                       (f"{p.context}: " if p.context else "") + p.message)
 
     def run(self):
-        pk, loc = vol3.open_pkram(self)
+        pk, loc = vol3.open_pkram(self, cross_check=True)
         return renderers.TreeGrid(
             [("Section", str), ("Item", str), ("Value", str), ("Detail", str)],
             self._generator(pk, loc))
