@@ -88,12 +88,14 @@ def _merge_with_sources(items: List[Tuple[int, int, str]]) -> List[Range]:
     return out
 
 
-def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512) -> Tuple[int, str]:
-    """Tell RFC v2 from v3 by the entry flags of compound pages.
+def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock,
+                 limit_objs: int = 512) -> Tuple[int, Optional[int], str]:
+    """Tell RFC v2 from v3 by the compound entries of page streams.
 
-    v2 marks a THP entry with ``PKRAM_PAGE_TRANS_HUGE``; v3 (folios) never
-    sets entry flags. Without any compound entry the two are indistinguishable
-    on memory and v2 is reported.
+    The layouts are identical. v2 marks a THP entry with
+    ``PKRAM_PAGE_TRANS_HUGE``; v3 (folios) never sets entry flags and may save
+    large folios of order 1-8, which v2 (order 0 or a PMD-sized THP) cannot.
+    Returns ``(revision to parse with, revision proven or None, reason)``.
     """
     diag = Diagnostics(limit=16)
     seen = 0
@@ -101,14 +103,18 @@ def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512)
         for obj in pkram_objs(mem, node, 2, diag):
             stream = page_stream(mem, obj.pages_head, diag)
             for order, flags in zip(stream.order, stream.flags):
-                if order:
-                    if flags & fmt.PKRAM_PAGE_TRANS_HUGE:
-                        return 2, "compound entries carry the THP flag (v2)"
-                    return 3, "compound entries have no flags (v3 folios)"
+                if not order:
+                    continue
+                if flags & fmt.PKRAM_PAGE_TRANS_HUGE:
+                    return 2, 2, f"compound entries carry the THP flag (v2); obj 0x{obj.pfn:x}"
+                if order != 9:
+                    return 3, 3, f"order-{order} entry: a large folio (v3 only); obj 0x{obj.pfn:x}"
+                return 3, 3, f"order-9 entries without the THP flag (v3 folios); obj 0x{obj.pfn:x}"
             seen += 1
             if seen >= limit_objs:
                 break
-    return 2, "no compound entry to tell v2 from v3; reported as v2 (identical layout)"
+    return 2, None, ("v2 and v3 share every layout and no compound entry tells them apart; "
+                     "parsed with the (identical) v2 layout")
 
 
 class Pkram:
@@ -120,14 +126,19 @@ class Pkram:
         self.sb = sb
         self.diag = diag if diag is not None else Diagnostics()
         self.revision_reason = ""
+        proven: Optional[int] = revision
         if revision is None:
             if sb.revision == 1:
-                revision, self.revision_reason = 1, "no PKRAM_MAGIC in the super block (v1)"
+                revision = proven = 1
+                self.revision_reason = "no PKRAM_MAGIC in the super block (v1)"
             else:
-                revision, self.revision_reason = detect_v2_v3(mem, sb)
+                revision, proven, self.revision_reason = detect_v2_v3(mem, sb)
         else:
             self.revision_reason = "forced with --revision"
+        #: revision whose layout is used to parse
         self.revision = revision
+        #: what the evidence says: "v1", "v2", "v3", or "v2/v3" when it cannot tell
+        self.revision_label = f"v{proven}" if proven else "v2/v3"
         self._paging_levels = paging_levels
         self._paging: Optional[PagingChoice] = None
         self._regions: Optional[RegionList] = None

@@ -39,7 +39,7 @@ class Info(interfaces.plugins.PluginInterface):
         for tok in loc.rejected_tokens[:200]:
             where = f"0x{tok.offset:x}" if tok.offset is not None else tok.source
             yield 0, ("token", tok.text, "rejected", f"at {where}: {tok.reject}")
-        yield 0, ("format", "revision", f"v{pk.revision}", pk.revision_reason)
+        yield 0, ("format", "revision", pk.revision_label, pk.revision_reason)
         if pk.revision == 1:
             paging = pk.paging
             if paging is not None:
