@@ -26,7 +26,7 @@ __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte
 DATA, HOLE, MISSING = "data", "hole", "missing"
 _ZEROS = bytes(1 << 20)
 #: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
-DEFAULT_MAX_FILE_SIZE = 64 << 30
+DEFAULT_MAX_FILE_SIZE = 16 << 30
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
 _NAME_MAX = 120
 
