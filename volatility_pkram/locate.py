@@ -26,7 +26,7 @@ from .problems import Diagnostics
 __all__ = ["Token", "Candidate", "Location", "kstrtoul_hex", "find_pkram_tokens",
            "tokens_in_text", "check_super_block", "locate_super_block", "LocateError"]
 
-_TOKEN = re.compile(rb"pkram=")
+_TOKEN = re.compile(rb"pkram=")   # for short, non-physical text (command lines)
 #: what may precede a boot parameter: start of the command line, white space, a quote
 _SEPARATORS = b" \t\n\r\0\"'"
 _VALUE_MAX = 64          # longer values are not PFNs in any spelling kstrtoul accepts
@@ -119,44 +119,54 @@ def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
                       limit: int = 100000, progress=None) -> Iterator[Token]:
     """Every ``pkram=`` occurrence in the captured physical memory, ascending.
 
-    Reads the present extents in large chunks (with an overlap, so a token
-    crossing a chunk boundary is seen once). At most ``limit`` tokens.
+    Reads the ranges that can hold data (:meth:`PhysicalMemory.data_extents`:
+    file holes are skipped, they are zeros) in large chunks with an overlap,
+    so a token crossing a chunk boundary is seen exactly once. ``bytes.find``
+    (memchr) is the matcher: a regular expression is 50 times slower here.
+    At most ``limit`` tokens.
     """
+    needle = b"pkram="
     overlap = _VALUE_MAX + 16
     found = 0
-    total = sum(e - s for s, e in mem.extents) or 1
+    extents = coalesce(mem.data_extents(), max_gap=32 << 10)
+    total = sum(e - s for s, e in extents) or 1
     done = 0
-    for ext_start, ext_end in mem.extents:
+    for ext_start, ext_end in extents:
         pos = ext_start
         while pos < ext_end:
             size = min(chunk, ext_end - pos)
-            read_len = min(size + overlap, ext_end - pos)
             try:
-                buf = mem.read(pos, read_len)
+                # one byte before the chunk (the separator test) and an overlap after it
+                lead = 1 if pos > 0 and mem.is_present(pos - 1) else 0
+                buf = mem.read(pos - lead, lead + min(size + overlap, ext_end - pos))
             except UnreadableError:
                 pos += size
                 continue
-            # a token whose 'p' lies in the overlap belongs to the next chunk
-            for m in _TOKEN.finditer(buf, 0, size + len(b"pkram=") - 1):
-                if m.start() >= size:
-                    break
-                # re-read the separator byte before a chunk-initial token
-                if m.start() == 0 and pos > ext_start:
-                    try:
-                        prevb = mem.read(pos - 1, 1)
-                    except UnreadableError:
-                        prevb = b"\0"
-                    token = _token_at(prevb + buf, 1, pos - 1, "physical memory")
-                else:
-                    token = _token_at(buf, m.start(), pos, "physical memory")
-                yield token
+            hit = buf.find(needle, lead)
+            while 0 <= hit < lead + size:
+                yield _token_at(buf, hit, pos - lead, "physical memory")
                 found += 1
                 if found >= limit:
                     return
+                hit = buf.find(needle, hit + 1)
             pos += size
             done += size
             if progress:
                 progress(100.0 * done / total, "Scanning physical memory for pkram=")
+
+
+def coalesce(extents, max_gap: int):
+    """Merge ``(start, end)`` ranges separated by less than ``max_gap`` bytes.
+
+    Reading a small hole costs less than another read call per data segment.
+    """
+    out: List[List[int]] = []
+    for start, end in extents:
+        if out and start - out[-1][1] < max_gap:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]
 
 
 @dataclass

@@ -109,6 +109,15 @@ class PhysicalMemory:
             yield pos, piece_end - pos, True
             pos = piece_end
 
+    def data_extents(self) -> Iterator[Tuple[int, int]]:
+        """Present ranges that may hold non-zero bytes, ascending.
+
+        Defaults to :attr:`extents`. Readers backed by a sparse file override it
+        with the file's data segments (``SEEK_DATA``/``SEEK_HOLE``): a hole reads
+        as zeros, so a scan for a non-zero pattern can skip it exactly.
+        """
+        return iter(self._extents)
+
     # -- reading ----------------------------------------------------------
 
     def read(self, addr: int, length: int) -> bytes:
@@ -143,6 +152,9 @@ class RawImage(PhysicalMemory):
 
     def _read(self, addr: int, length: int) -> bytes:
         return os.pread(self._fd, length, addr)
+
+    def data_extents(self) -> Iterator[Tuple[int, int]]:
+        return file_data_segments(self._fd, 0, self.end)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -180,3 +192,31 @@ class BytesMemory(PhysicalMemory):
             pos += len(chunk)
             i += 1
         return bytes(out)
+
+
+def file_data_segments(fd: int, start: int, end: int) -> Iterator[Tuple[int, int]]:
+    """Data (non-hole) segments of ``[start, end)`` of an open file, ascending.
+
+    Uses ``SEEK_DATA``/``SEEK_HOLE``; where the OS or file system cannot tell,
+    the whole range is one segment.
+    """
+    if not hasattr(os, "SEEK_DATA"):
+        yield start, end
+        return
+    pos = start
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == 6:      # ENXIO: no data after pos
+                return
+            yield pos, end          # EINVAL etc.: no hole support, read it all
+            return
+        if data >= end:
+            return
+        try:
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+        except OSError:
+            hole = end
+        yield data, min(hole, end)
+        pos = hole

@@ -9,15 +9,18 @@ module and the pure library, and nothing else of ours.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import urllib.parse
+import urllib.request
 from typing import List, Optional, Tuple
 
 from volatility3.framework import automagic, exceptions, interfaces
 from volatility3.framework.configuration import requirements
-from volatility3.framework.layers import intel
+from volatility3.framework.layers import intel, physical
 
 from . import locate
-from .physmem import PhysicalMemory
+from .physmem import PhysicalMemory, file_data_segments
 from .problems import Diagnostics
 from .reader import Pkram
 
@@ -36,22 +39,84 @@ class PkramNotFound(SystemExit):
         self.message = message
 
 
-class LayerMemory(PhysicalMemory):
-    """A volatility physical layer (raw ``FileLayer``, ``LimeLayer``, ``Elf64Layer`` ...)."""
+_COMPRESSED_MAGIC = (b"\xfd7zXZ\x00", b"\x1f\x8b", b"BZh", b"PK\x03\x04")
 
-    def __init__(self, layer: interfaces.layers.DataLayerInterface):
+
+def _plain_local_file(layer) -> Optional[str]:
+    """Path of the uncompressed local file behind a volatility ``FileLayer``, if it is one.
+
+    Only then do file offsets equal layer offsets, so holes (``SEEK_HOLE``)
+    and direct ``pread`` are valid shortcuts.
+    """
+    if not isinstance(layer, physical.FileLayer):
+        return None
+    url = urllib.parse.urlparse(layer.location)
+    if url.scheme != "file":
+        return None
+    path = urllib.request.url2pathname(url.path)
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) != layer.maximum_address + 1:
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return None if head.startswith(_COMPRESSED_MAGIC) else path
+
+
+class LayerMemory(PhysicalMemory):
+    """A volatility physical layer (raw ``FileLayer``, ``LimeLayer``, ``Elf64Layer`` ...).
+
+    Reads go through the layer, except for a raw uncompressed local file,
+    which is read with ``os.pread`` directly (same bytes, no per-call
+    framework overhead). Holes of sparse files are reported through
+    :meth:`data_extents` for every layer whose data comes from such a file.
+    """
+
+    def __init__(self, context: interfaces.context.ContextInterface,
+                 layer: interfaces.layers.DataLayerInterface):
         self.layer = layer
+        self._fd = -1
         end = layer.maximum_address + 1
+        self._pieces: List[Tuple[int, int, int, str]] = []   # (offset, length, file offset, layer)
         if isinstance(layer, interfaces.layers.TranslationLayerInterface):
-            extents = [(off, off + length) for off, length, *_ in
-                       layer.mapping(layer.minimum_address, end - layer.minimum_address,
-                                     ignore_errors=True)]
+            self._pieces = [(off, length, moff, sub) for off, length, moff, _mlen, sub in
+                            layer.mapping(layer.minimum_address, end - layer.minimum_address,
+                                          ignore_errors=True)]
+            extents = [(off, off + length) for off, length, _m, _s in self._pieces]
         else:
             extents = [(layer.minimum_address, end)]
         self._init_extents(extents)
+        self._files = {}
+        for name in {sub for *_x, sub in self._pieces} | {layer.name}:
+            path = _plain_local_file(context.layers[name]) if name in context.layers else None
+            if path:
+                self._files[name] = os.open(path, os.O_RDONLY)
+        if layer.name in self._files:
+            self._fd = self._files[layer.name]
 
     def _read(self, addr: int, length: int) -> bytes:
+        if self._fd >= 0:
+            return os.pread(self._fd, length, addr)
         return self.layer.read(addr, length)
+
+    def data_extents(self):
+        if self._fd >= 0:
+            return file_data_segments(self._fd, *self.extents[0]) if self.extents else iter(())
+        if not self._pieces or not all(sub in self._files for *_x, sub in self._pieces):
+            return iter(self.extents)
+        return self._mapped_data_extents()
+
+    def _mapped_data_extents(self):
+        for off, length, moff, sub in self._pieces:
+            for d0, d1 in file_data_segments(self._files[sub], moff, moff + length):
+                yield off + (d0 - moff), off + (d1 - moff)
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files = {}
+        self._fd = -1
 
 
 def physical_layer(context: interfaces.context.ContextInterface,
@@ -175,7 +240,7 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
     """
     config = plugin.config
     layer = physical_layer(plugin.context, config["primary"])
-    mem = LayerMemory(layer)
+    mem = LayerMemory(plugin.context, layer)
     revision = _int_choice(config.get("revision"))
     known, kernel_notes = ([], []) if config.get("sb_pfn") is not None else kernel_tokens(plugin)
     try:
