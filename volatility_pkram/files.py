@@ -11,6 +11,7 @@ are streamed with :class:`TarStream`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import tarfile
 from dataclasses import dataclass
@@ -72,6 +73,12 @@ def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -
 def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats: StreamStats,
                        *, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[Chunk]:
     """The file of ``size`` bytes that ``stream`` places by page index, in order."""
+    # Entries that start at or after the page holding EOF are past the size;
+    # the tail of a compound page (a THP) that holds EOF is not: it is how the
+    # page cache stores a small file on a huge=always tmpfs.
+    eof_index = (size + PAGE_SIZE - 1) // PAGE_SIZE
+    first_past = bisect.bisect_left(stream.index, eof_index)
+    stats.beyond_size_pages = sum(1 << o for o in stream.order[first_past:])
     if size > max_size:
         stats.truncated_from = size
         size = max_size
@@ -79,14 +86,11 @@ def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats
     for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
         off = idx * PAGE_SIZE
         if off >= size:
-            stats.beyond_size_pages += npages
             continue
         if off > pos:
             stats.hole_bytes += off - pos
             yield HOLE, off - pos, None
         length = min(npages * PAGE_SIZE, size - off)
-        if length < npages * PAGE_SIZE:
-            stats.beyond_size_pages += npages - (length + PAGE_SIZE - 1) // PAGE_SIZE
         yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
         pos = off + length
     if pos < size:
@@ -121,9 +125,13 @@ def byte_stream_chunks(mem: PhysicalMemory, pfns: List[int], length: int,
 
 
 def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: StreamStats,
-                 tar: Optional["TarStream"] = None) -> str:
+                 tar: Optional["TarStream"] = None, taps: Iterable = ()) -> str:
     """Consume ``chunks``: write them to ``out`` (holes as seeks when possible) and
-    to ``tar``, and return the SHA-256 of the logical content."""
+    to ``tar``, show each chunk to every ``tap(kind, length, data)`` (e.g. a
+    triage sampler), and return the SHA-256 of the logical content."""
+    taps = list(taps)
+    if taps:
+        chunks = _tapped(chunks, taps)
     sha = hashlib.sha256()
     seekable = False
     if out is not None:
@@ -159,6 +167,13 @@ def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: Stream
         out.seek(pending_seek, 1)
         out.truncate()
     return sha.hexdigest()
+
+
+def _tapped(chunks: Iterable[Chunk], taps) -> Iterator[Chunk]:
+    for chunk in chunks:
+        for tap in taps:
+            tap(*chunk)
+        yield chunk
 
 
 def safe_component(name: str | bytes, fallback: str = "_") -> str:
