@@ -10,7 +10,7 @@ from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram import files, lists, vol3
+from volatility_pkram import files, lists, triage, vol3
 
 vollog = logging.getLogger(__name__)
 
@@ -50,16 +50,30 @@ class Extract(interfaces.plugins.PluginInterface):
                 description="Rebuild at most this many bytes of one file (guards against hostile sizes)"),
         ]
 
-    def _emit(self, pk, pobj, stream_kind, out_name, size, chunks_factory, stats, tar, tar_info):
-        """Write one stream to -o (and the tar); return the row's file name and SHA-256."""
+    def _emit(self, out_name, size, chunks_factory, stats, tar, tar_info):
+        """Write one stream to -o (and the tar); return its file name, SHA-256 and triage columns."""
         if tar is not None:
             tar_info.size = size
             tar.begin(tar_info)
+        sampler = triage.StreamSampler()
         with self.open(out_name) as fh:
-            digest = files.write_stream(chunks_factory(), fh, stats, tar)
+            digest = files.write_stream(chunks_factory(), fh, stats, tar, taps=[sampler])
         if tar is not None:
             tar.end()
-        return fh.preferred_filename, digest
+        return fh.preferred_filename, digest, self._triage_columns(triage.triage(sampler), sampler)
+
+    @staticmethod
+    def _triage_columns(t, sampler):
+        na = renderers.NotApplicableValue()
+
+        def opt(value):
+            return na if value is None else value
+
+        signed = na if t.pe_signed is None else ("yes" if t.pe_signed else "no")
+        scope = "" if sampler.sampled_all else f" (entropy of the first {sampler.size} bytes)"
+        return (t.kind, round(t.entropy, 4), t.detail + scope, opt(t.elf_class), opt(t.elf_machine),
+                opt(t.elf_type), opt(t.elf_interpreter), opt(t.pe_machine), opt(t.pe_timestamp),
+                opt(t.pe_imphash), na if t.pe_sections is None else ",".join(t.pe_sections), signed)
 
     def _generator(self, pk):
         tar = None
@@ -83,8 +97,8 @@ class Extract(interfaces.plugins.PluginInterface):
                         info.mode = header.mode & 0o7777
                         info.uid, info.gid = header.uid, header.gid
                         info.mtime = header.mtime_ns / 1e9
-                        written, digest = self._emit(
-                            pk, pobj, "file", f"{node_safe}__{name_safe}", size,
+                        written, digest, tcols = self._emit(
+                            f"{node_safe}__{name_safe}", size,
                             lambda: files.page_stream_chunks(pk.mem, pobj.pages, header.size, stats,
                                                              max_size=max_size),
                             stats, tar, info)
@@ -94,7 +108,7 @@ class Extract(interfaces.plugins.PluginInterface):
                             _ns_to_datetime(header.atime_ns), _ns_to_datetime(header.mtime_ns),
                             _ns_to_datetime(header.ctime_ns), pobj.consumer, "file",
                             pobj.pages.pages, format_hints.Hex(pobj.obj.pfn),
-                            self._status(header.size, stats, pobj))
+                            self._status(header.size, stats, pobj)) + tcols
                         continue
                     # unknown consumer: dump both streams raw
                     label = f"obj{pobj.seq:04d}"
@@ -111,15 +125,15 @@ class Extract(interfaces.plugins.PluginInterface):
                         length = min(length, max_size)
                         info = tarfile.TarInfo(f"{node_safe}/{label}.{kind}")
                         info.mode = 0o600
-                        written, digest = self._emit(
-                            pk, pobj, kind, f"{node_safe}__{label}.{kind}", length,
+                        written, digest, tcols = self._emit(
+                            f"{node_safe}__{label}.{kind}", length,
                             lambda f=factory, st=stats: f(st), stats, tar, info)
                         absent = renderers.NotApplicableValue()
                         yield 0, base_row + (
                             f"{label}.{kind}", stats.size, digest, written, absent, absent, absent,
                             absent, absent, absent, absent, pobj.consumer, kind,
                             pobj.pages.pages if kind == "pages" else len(pfns),
-                            format_hints.Hex(pobj.obj.pfn), self._status(length, stats, pobj))
+                            format_hints.Hex(pobj.obj.pfn), self._status(length, stats, pobj)) + tcols
                 logged = vol3.log_problems(pk, logged)
         finally:
             if tar is not None:
@@ -145,5 +159,8 @@ class Extract(interfaces.plugins.PluginInterface):
              ("Mode", str), ("ModeOctal", str), ("UID", int), ("GID", int),
              ("ATime", datetime.datetime), ("MTime", datetime.datetime), ("CTime", datetime.datetime),
              ("Consumer", str), ("Stream", str), ("Pages", int), ("ObjPFN", format_hints.Hex),
-             ("Status", str)],
+             ("Status", str), ("Type", str), ("Entropy", float), ("TypeDetail", str),
+             ("ELFClass", str), ("ELFMachine", str), ("ELFType", str), ("Interpreter", str),
+             ("PEMachine", str), ("PETimestamp", datetime.datetime), ("PEImphash", str),
+             ("PESections", str), ("PESigned", str)],
             self._generator(pk))
