@@ -1047,7 +1047,7 @@ class Builder:
         size = len(tb) if tb is not None else int(fs.get("size", 0))
         npages = _ceil_div(size, PAGE_SIZE)
         name = fs["name"]
-        if not 1 <= len(name.encode()) < 256:
+        if not 1 <= len(name.encode()) < 256 or "\0" in name:
             raise GenError(f"bad file name {name!r}")
         thp = fs.get("thp", [])
         if thp == "all":
@@ -1343,6 +1343,12 @@ class Builder:
         plan: list[tuple[dict, list]] = []
         for ns in self.spec.get("nodes", []):
             items: list = []
+            shmem = ns["name"].startswith("shmem-")
+            if "files" in ns and not (shmem and 1 <= len(ns["name"]) - 6 < SHMEM_PKRAM_NAME_MAX):
+                raise GenError(f"tmpfs node {ns['name']!r} must be named shmem-NAME, "
+                               "1 <= len(NAME) < 128")
+            if "objects" in ns and shmem:
+                raise GenError(f"unknown-consumer node {ns['name']!r} must not be named shmem-*")
             if "files" in ns:
                 for fs in ns["files"]:
                     items.append(self._create_file(ns["name"], fs))
@@ -1509,7 +1515,9 @@ def _bench_spec(spec: dict, mem_size: int) -> dict:
     small files and an unknown-consumer node."""
     spec = dict(spec)
     rev = int(spec.get("revision", 1))
-    target = mem_size * 3 // 64
+    # "preserve_bytes" pins the amount preserved, so the same content can be
+    # placed in images of different sizes (benchmark: cost vs image size).
+    target = int(spec.get("preserve_bytes", mem_size * 3 // 64))
     mib = 1 << 20
     nthp = max(4, int(target * 0.45) // (2 * mib))
     per = max(1, nthp // 4)
