@@ -54,10 +54,10 @@ def vol(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
 
-    def run(image, plugin, *args, output=True, timeout=300):
+    def run(image, plugin, *args, output=True, timeout=300, extra=()):
         outdir = tmp_path / f"out-{plugin}-{len(list(tmp_path.iterdir()))}"
         outdir.mkdir()
-        cmd = [str(VOL_PKRAM), "-q", "-r", "json", "-f", str(image)]
+        cmd = [str(VOL_PKRAM), "-q", "-r", "json", *extra, "-f", str(image)]
         if output:
             cmd += ["-o", str(outdir)]
         cmd += [plugin, *args]
