@@ -28,3 +28,20 @@ def test_tokens_respect_parameter_boundaries():
     assert got == [("pkram=0x1f00", 0x1F00), ("pkram=1234", None), ("pkram=abc", 0xABC),
                    ("pkram=mytmpfs", None), ("pkram=$(cat", None)]
     assert "preceded by" in toks[1].reject
+
+
+def test_scan_finds_tokens_across_chunk_and_stage_boundaries():
+    from volatility_pkram.locate import LOW_MEMORY, find_pkram_tokens
+    from volatility_pkram.physmem import BytesMemory
+
+    size = LOW_MEMORY + (1 << 20)
+    buf = bytearray(size)
+    spots = [0x20000, (4 << 20) - 3, LOW_MEMORY - 8, LOW_MEMORY + 100]
+    for i, off in enumerate(spots):
+        buf[off - 1:off + 20] = b" pkram=0x%04x quiet" % (0x1000 + i)
+    mem = BytesMemory(bytes(buf))
+    whole = [(t.offset, t.value) for t in find_pkram_tokens(mem, chunk=4 << 20)]
+    assert whole == [(off, 0x1000 + i) for i, off in enumerate(spots)]
+    low = list(find_pkram_tokens(mem, chunk=4 << 20, end=LOW_MEMORY))
+    high = list(find_pkram_tokens(mem, chunk=4 << 20, start=LOW_MEMORY))
+    assert [(t.offset, t.value) for t in low + high] == whole

@@ -115,8 +115,14 @@ def tokens_in_text(text: bytes, source: str) -> List[Token]:
     return [_token_at(text, m.start(), None, source) for m in _TOKEN.finditer(text)]
 
 
+#: the first scan stage: boot loaders place the command line low (QEMU at 0x20000,
+#: the x86 boot protocol's cmd_line_ptr usually below 1 MiB)
+LOW_MEMORY = 16 << 20
+
+
 def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
-                      limit: int = 100000, progress=None) -> Iterator[Token]:
+                      limit: int = 100000, progress=None,
+                      start: int = 0, end: Optional[int] = None) -> Iterator[Token]:
     """Every ``pkram=`` occurrence in the captured physical memory, ascending.
 
     Reads the ranges that can hold data (:meth:`PhysicalMemory.data_extents`:
@@ -128,17 +134,20 @@ def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
     needle = b"pkram="
     overlap = _VALUE_MAX + 16
     found = 0
-    extents = coalesce(mem.data_extents(), max_gap=32 << 10)
-    total = sum(e - s for s, e in extents) or 1
+    stop = mem.end if end is None else end
+    # (first byte a hit may start at, last byte + 1 a hit may start at, end of readable data)
+    extents = [(max(a, start), min(b, stop), b) for a, b in coalesce(mem.data_extents(), max_gap=32 << 10)
+               if b > start and a < stop]
+    total = sum(b - a for a, b, _ in extents) or 1
     done = 0
-    for ext_start, ext_end in extents:
+    for ext_start, hit_end, data_end in extents:
         pos = ext_start
-        while pos < ext_end:
-            size = min(chunk, ext_end - pos)
+        while pos < hit_end:
+            size = min(chunk, hit_end - pos)
             try:
                 # one byte before the chunk (the separator test) and an overlap after it
                 lead = 1 if pos > 0 and mem.is_present(pos - 1) else 0
-                buf = mem.read(pos - lead, lead + min(size + overlap, ext_end - pos))
+                buf = mem.read(pos - lead, lead + min(size + overlap, data_end - pos))
             except UnreadableError:
                 pos += size
                 continue
@@ -313,7 +322,10 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
     ``known_tokens`` come from a front end that read the kernel's own
     variables (``saved_command_line``, ``pkram_sb``). ``scan`` is
     ``"fallback"`` (scan physical memory only if they gave no valid
-    candidate), ``"always"`` (scan too, to cross-check) or ``"never"``.
+    candidate), ``"always"`` (scan everything too, to cross-check and list
+    every decoy) or ``"never"``. A fallback scan reads the low 16 MiB first
+    and stops there if a candidate validates fully (non-empty); otherwise it
+    goes on through the rest of memory.
     """
     if sb_pfn is not None:
         cand = check_super_block(mem, sb_pfn, revision)
@@ -347,7 +359,15 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
     known_best = max(by_pfn.values(), key=lambda c: c.score, default=None)
     notes: List[str] = []
     if scan == "always" or (scan == "fallback" and (known_best is None or known_best.verdict != "valid")):
-        consider(find_pkram_tokens(mem, progress=progress))
+        if scan == "fallback":
+            consider(find_pkram_tokens(mem, progress=progress, end=LOW_MEMORY))
+            if any(c.verdict == "valid" for c in by_pfn.values()):
+                notes.append(f"a valid super block was found in the first {LOW_MEMORY >> 20} MiB; "
+                             "the rest of memory was not scanned (pkram.info scans all of it)")
+            else:
+                consider(find_pkram_tokens(mem, progress=progress, start=LOW_MEMORY))
+        else:
+            consider(find_pkram_tokens(mem, progress=progress))
         if known_best is not None and scan == "always":
             scan_best = max((c for c in by_pfn.values()
                              if any(t.source == "physical memory" for t in c.tokens)),

@@ -125,23 +125,37 @@ class Pkram:
         self.mem = mem
         self.sb = sb
         self.diag = diag if diag is not None else Diagnostics()
-        self.revision_reason = ""
-        proven: Optional[int] = revision
-        if revision is None:
-            if sb.revision == 1:
-                revision = proven = 1
-                self.revision_reason = "no PKRAM_MAGIC in the super block (v1)"
-            else:
-                revision, proven, self.revision_reason = detect_v2_v3(mem, sb)
-        else:
-            self.revision_reason = "forced with --revision"
-        #: revision whose layout is used to parse
-        self.revision = revision
-        #: what the evidence says: "v1", "v2", "v3", or "v2/v3" when it cannot tell
-        self.revision_label = f"v{proven}" if proven else "v2/v3"
+        self._forced = revision is not None
+        #: revision whose layout is used to parse (v2 and v3 share every layout)
+        self.revision = revision if revision is not None else (1 if sb.revision == 1 else 2)
+        self._label: Optional[Tuple[str, str]] = None
         self._paging_levels = paging_levels
         self._paging: Optional[PagingChoice] = None
         self._regions: Optional[RegionList] = None
+
+    def _revision_evidence(self) -> Tuple[str, str]:
+        if self._label is None:
+            if self._forced:
+                self._label = (f"v{self.revision}", "forced with --revision")
+            elif self.revision == 1:
+                self._label = ("v1", "no PKRAM_MAGIC in the super block (v1)")
+            else:
+                _parse, proven, reason = detect_v2_v3(self.mem, self.sb)
+                self._label = (f"v{proven}" if proven else "v2/v3", reason)
+        return self._label
+
+    @property
+    def revision_label(self) -> str:
+        """What the evidence says: "v1", "v2", "v3", or "v2/v3" when it cannot tell.
+
+        Computed on first use: telling v2 from v3 walks page streams, which
+        extraction does not need.
+        """
+        return self._revision_evidence()[0]
+
+    @property
+    def revision_reason(self) -> str:
+        return self._revision_evidence()[1]
 
     # -- ranges -----------------------------------------------------------------
 

@@ -246,7 +246,7 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
     try:
         loc = locate.locate_super_block(
             mem, sb_pfn=config.get("sb_pfn"), revision=revision, known_tokens=known,
-            scan="always" if cross_check and known else "fallback",
+            scan="always" if cross_check else "fallback",
             progress=getattr(plugin, "_progress_callback", None))
     except locate.LocateError as exc:
         for cand in exc.location.candidates:
