@@ -52,7 +52,7 @@ def make_image(case: str, work: Path) -> Path:
 
 def make_plan(image: Path, plan: Path) -> int:
     """The baseline's reading plan, from the library (untimed)."""
-    from volatility_pkram import files, locate
+    from volatility_pkram import locate
     from volatility_pkram.physmem import RawImage
     from volatility_pkram.reader import Pkram
     n = 0

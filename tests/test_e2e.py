@@ -5,7 +5,6 @@ what is true; nothing here compares the reader with its own earlier output.
 """
 
 import hashlib
-import json
 import os
 
 import pytest

@@ -19,7 +19,6 @@ from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
 from .lists import PageStream
 from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
-from .problems import Diagnostics
 
 __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte_stream_chunks",
            "write_stream", "safe_component", "TarStream", "DEFAULT_MAX_FILE_SIZE"]

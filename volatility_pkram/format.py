@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import isf
-from .physmem import PAGE_SHIFT, PAGE_SIZE
+from .physmem import PAGE_SIZE
 
 __all__ = [
     "PKRAM_MAGIC", "PKRAM_NAME_MAX", "LINK_ENTRIES_MAX", "REGIONS_PER_LIST_PAGE",
     "ENTRY_ORDER_MASK", "ENTRY_FLAGS_SHIFT", "ENTRY_FLAGS_MASK", "PKRAM_PAGE_TRANS_HUGE",
     "MAX_ENTRY_ORDER", "NodeFlags", "SuperBlock", "Node", "Obj", "Link", "FileHeader",
     "decode_super_block", "decode_node", "decode_obj", "decode_link", "decode_file_header",
-    "entry_fields", "is_zero",
+    "is_zero",
 ]
 
 #: ``PKRAM_MAGIC`` of the v2/v3 super block ("pkrm" as a big-endian u32).
@@ -216,11 +216,6 @@ def decode_link(page: bytes, pfn: int) -> Link:
     return Link(pfn, f["link_pfn"], f["index"], _u64_array(page, ent.offset, ent.count))
 
 
-def entry_fields(entry: int) -> tuple[int, int, int]:
-    """Split a ``pkram_entry_t`` into ``(pfn, order, flags)``."""
-    return entry >> PAGE_SHIFT, entry & ENTRY_ORDER_MASK, (entry >> ENTRY_FLAGS_SHIFT) & ENTRY_FLAGS_MASK
-
-
 # -- tmpfs file header ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -256,10 +251,6 @@ def decode_file_header(stream: bytes) -> Optional[FileHeader]:
     name = stream[FILE_HEADER_SIZE:]
     return FileHeader(f["mode"], f["uid"], f["gid"], f["namelen"], f["size"], f["atime"],
                       f["mtime"], f["ctime"], bytes(name))
-
-
-def page_addr(pfn: int) -> int:
-    return pfn << PAGE_SHIFT
 
 
 assert PAGE_SIZE == isf.layouts(1)["pkram_link"].size, "pkram_link must fill one page"

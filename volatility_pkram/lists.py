@@ -9,7 +9,6 @@ instead of an exception.
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
@@ -295,7 +294,3 @@ def read_byte_stream(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics, conte
             page = bytes(PAGE_SIZE)
         out += page[:want]
     return bytes(out), missing
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
-from .problems import ERROR, INFO, WARNING, Diagnostics
+from .problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["PSE", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
            "runs_contain"]

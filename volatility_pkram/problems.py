@@ -60,9 +60,3 @@ class Diagnostics:
     def __len__(self) -> int:
         return len(self._items)
 
-    def worst(self) -> Optional[str]:
-        order = {INFO: 0, WARNING: 1, ERROR: 2}
-        return max((p.severity for p in self._items), key=order.__getitem__, default=None)
-
-    def of(self, *kinds: str) -> List[Problem]:
-        return [p for p in self._items if p.kind in kinds]

@@ -8,7 +8,7 @@ hold (:meth:`Pkram.objects`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 from . import format as fmt
