@@ -560,3 +560,45 @@ def test_pure_library():
     # triage must not pull in volatility3 (it runs outside the framework too).
     code = "import sys, volatility_pkram.triage; sys.exit('volatility3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# -- StreamSampler: C-speed statistics must agree with the full histogram ------------
+
+def _stream(sampler, chunks):
+    for kind, data in chunks:
+        if kind == "hole":
+            sampler("hole", data, None)
+        else:
+            sampler("data", len(data), data)
+
+
+@pytest.mark.parametrize("payload", [
+    b"line one\nline two\r\n" * 300,
+    bytes(range(256)) * 64,
+    b"\x7fELF" + bytes(5000),
+    "héllo wörld\n".encode() * 100,
+])
+def test_stream_sampler_agrees_with_full_histogram(payload):
+    from volatility_pkram.triage import StreamSampler, TriageSampler
+    chunks = [("data", payload[:1000]), ("hole", 4096), ("data", payload[1000:])]
+    full = TriageSampler()
+    full.feed(payload[:1000])
+    full.feed_zeros(4096)
+    full.feed(payload[1000:])
+    fast = StreamSampler()
+    _stream(fast, chunks)
+    a, b = full.profile(), fast.profile()
+    assert (a.size, a.zeros, a.newlines, a.carriage_returns, a.binary, a.ascii) == \
+           (b.size, b.zeros, b.newlines, b.carriage_returns, b.binary, b.ascii)
+    assert b.entropy == pytest.approx(a.entropy, abs=1e-5)
+    assert triage(fast).kind == triage(full).kind
+
+
+def test_stream_sampler_counts_whole_stream_but_samples_entropy():
+    from volatility_pkram.triage import StreamSampler
+    fast = StreamSampler(sample_limit=4096)
+    _stream(fast, [("data", b"a\n" * 4096), ("data", bytes(range(256)) * 32)])
+    prof = fast.profile()
+    assert prof.size == 8192 + 8192 and prof.newlines == 4096 + 32   # range(256) holds one \n
+    assert prof.entropy_bytes == 4096 and prof.entropy == pytest.approx(1.0, abs=1e-5)
+    assert not fast.sampled_all

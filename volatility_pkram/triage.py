@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pefile
 
-__all__ = ["HEAD_SIZE", "DEFAULT_KEEP_LIMIT", "KINDS", "TriageSampler", "StreamSampler", "Triage",
+__all__ = ["HEAD_SIZE", "DEFAULT_KEEP_LIMIT", "KINDS", "TriageSampler", "StreamSampler", "ByteProfile", "Triage",
            "shannon_entropy", "triage", "triage_bytes"]
 
 #: Bytes kept from the start of every file (magic numbers, headers).
@@ -172,6 +172,10 @@ class TriageSampler:
         """Shannon entropy of the whole file, bits per byte."""
         return shannon_entropy(self._hist, self._total)
 
+    def profile(self) -> ByteProfile:
+        """Whole-file statistics for :func:`triage`."""
+        return ByteProfile.from_histogram(self._hist, self._total)
+
     @property
     def complete_copy(self) -> bool:
         """True while the full copy is held (the file fits in ``keep_limit``)."""
@@ -189,39 +193,122 @@ class TriageSampler:
         return None
 
 
-class StreamSampler(TriageSampler):
-    """A :class:`TriageSampler` that looks at a bounded prefix of a streamed file.
+@dataclass(frozen=True)
+class ByteProfile:
+    """The whole-file byte statistics triage decides with."""
 
-    Byte counting costs about 10 MB/s in pure Python, too much to apply to
-    every byte a bulk extraction writes, so only the first ``sample_limit``
-    bytes are counted (entropy is then the entropy of that prefix), except
-    that a file starting with ``MZ`` is followed up to ``pe_limit`` bytes so
-    that pefile sees the import directory. Call it as a chunk consumer:
-    ``sampler(kind, length, data)`` with ``data`` None for holes/missing bytes.
+    size: int
+    zeros: int          # NUL bytes (holes included)
+    newlines: int
+    carriage_returns: int
+    binary: int         # C0 controls that do not occur in text, and DEL
+    ascii: bool         # no byte >= 0x80
+    entropy: float      # bits per byte
+    entropy_bytes: int  # how many bytes the entropy was computed over
+
+    @classmethod
+    def from_histogram(cls, hist: Sequence[int], size: int) -> "ByteProfile":
+        return cls(size, hist[0], hist[10], hist[13], sum(hist[b] for b in _BINARY_BYTES),
+                   not any(hist[128:]), shannon_entropy(hist, size), size)
+
+
+def _yara_entropy(data: bytes) -> Optional[float]:
+    """Shannon entropy computed by YARA's math module (C speed), or None without yara."""
+    try:
+        import yara
+    except ImportError:
+        return None
+    global _ENTROPY_RULE
+    if _ENTROPY_RULE is None:
+        _ENTROPY_RULE = yara.compile(source='import "math"\nimport "console"\n'
+                                     'rule e { condition: console.log(math.entropy(0, filesize)) }')
+    out: List[str] = []
+    _ENTROPY_RULE.match(data=data, console_callback=out.append)
+    return float(out[0]) if out else None
+
+
+_ENTROPY_RULE = None
+
+
+class StreamSampler(TriageSampler):
+    """A sampler for files streamed in bulk: every statistic costs C speed.
+
+    :class:`TriageSampler` counts all 256 byte values in Python (about
+    10 MB/s), too slow for every byte a bulk extraction writes. This one
+    counts what triage needs (NULs, newlines, CRs, binary control bytes,
+    non-ASCII) over the *whole* stream with ``bytes.count``/``translate``/
+    ``isascii``, and computes the entropy over a kept prefix of
+    ``sample_limit`` bytes (YARA's ``math.entropy``): ``pe_limit`` when the
+    file starts with ``MZ``, so pefile sees the import directory. Call it as
+    a chunk consumer: ``sampler(kind, length, data)``, ``data`` None for holes.
     """
 
     def __init__(self, sample_limit: int = 1 << 20, pe_limit: int = DEFAULT_KEEP_LIMIT) -> None:
-        super().__init__(keep_limit=pe_limit)
+        super().__init__(keep_limit=0)
         self.sample_limit = sample_limit
         self.pe_limit = pe_limit
-        self.stream_size = 0
+        self._sample = bytearray()
+        self._zeros = self._newlines = self._crs = self._binary = 0
+        self._ascii = True
 
     def __call__(self, kind: str, length: int, data: Optional[bytes]) -> None:
-        if self.stream_size == 0 and data is not None and data[:2] == b"MZ":
-            self.sample_limit = max(self.sample_limit, self.pe_limit)
-        self.stream_size += length
-        room = self.sample_limit - self.size
-        if room <= 0:
-            return
         if data is None:
-            self.feed_zeros(min(length, room))
+            self.feed_zeros(length)
         else:
-            self.feed(data[:room] if len(data) > room else data)
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        n = len(data)
+        if not n:
+            return
+        if self._total == 0 and data[:2] == b"MZ":
+            self.sample_limit = max(self.sample_limit, self.pe_limit)
+        self._take_head(data)
+        self._zeros += data.count(0)
+        self._newlines += data.count(10)
+        self._crs += data.count(13)
+        self._binary += n - len(data.translate(None, _BINARY_DELETE))
+        if self._ascii and not data.isascii():
+            self._ascii = False
+        room = self.sample_limit - len(self._sample)
+        if room > 0:
+            self._sample += data[:room]
+        self._total += n
+
+    def feed_zeros(self, n: int) -> None:
+        if n <= 0:
+            return
+        room = min(n, max(HEAD_SIZE - len(self._head), 0))
+        if room:
+            self._head += bytes(room)
+        room = min(n, max(self.sample_limit - len(self._sample), 0))
+        if room:
+            self._sample += bytes(room)
+        self._zeros += n
+        self._binary += n
+        self._total += n
+
+    def profile(self) -> ByteProfile:
+        sample = bytes(self._sample)
+        entropy = _yara_entropy(sample) if sample else 0.0
+        if entropy is None:
+            entropy = shannon_entropy([sample.count(b) for b in range(256)], len(sample))
+        return ByteProfile(self._total, self._zeros, self._newlines, self._crs, self._binary,
+                           self._ascii, entropy, len(sample))
+
+    @property
+    def entropy(self) -> float:
+        return self.profile().entropy
 
     @property
     def sampled_all(self) -> bool:
-        """True when the whole stream was sampled (entropy covers the whole file)."""
-        return self.size >= self.stream_size
+        """True when the entropy covers the whole stream."""
+        return len(self._sample) >= self._total
+
+    def whole_file(self) -> Optional[bytes]:
+        return bytes(self._sample) if len(self._sample) >= self._total else None
 
 
 @dataclass
@@ -579,12 +666,14 @@ def _analyze_script(t: Triage, head: bytes) -> None:
 
 # C0 control bytes that do not occur in text (tab, LF, VT, FF, CR and ESC do).
 _BINARY_BYTES = tuple(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + (0x7F,)
+_BINARY_DELETE = bytes(_BINARY_BYTES)
 
 
-def _text_detail(head: bytes, hist: Sequence[int], size: int) -> Optional[str]:
+def _text_detail(head: bytes, prof: ByteProfile) -> Optional[str]:
     """A description if the file reads as text, else None."""
-    # The whole file, through the histogram: a text head on a binary body is not text.
-    if sum(hist[b] for b in _BINARY_BYTES) > size // 100:
+    size = prof.size
+    # The whole file, through the profile: a text head on a binary body is not text.
+    if prof.binary > size // 100:
         return None
     # The head may end inside a multi-byte sequence; that is not an error
     # unless the head is the whole file.
@@ -597,16 +686,17 @@ def _text_detail(head: bytes, hist: Sequence[int], size: int) -> Optional[str]:
     printable = sum(1 for ch in decoded if ch.isprintable() or ch in "\t\n\v\f\r\x1b")
     if printable < 0.95 * len(decoded):
         return None
-    encoding = "ASCII" if not any(hist[128:]) else "UTF-8"
-    lines = hist[10]
+    encoding = "ASCII" if prof.ascii else "UTF-8"
+    lines = prof.newlines
     detail = f"{encoding} text, {lines} line{'s' if lines != 1 else ''}"
-    if lines and hist[13] >= lines:
+    if lines and prof.carriage_returns >= lines:
         detail += ", CRLF line terminators"
     return detail
 
 
-def _data_detail(hist: Sequence[int], size: int, entropy: float) -> str:
-    if hist[0] == size:
+def _data_detail(prof: ByteProfile, entropy: float) -> str:
+    size = prof.size
+    if prof.zeros == size:
         return f"data, all {size} bytes zero"
     if entropy >= _HIGH_ENTROPY:
         return f"data, high entropy {entropy:.2f} bits/byte (compressed or encrypted?)"
@@ -615,7 +705,7 @@ def _data_detail(hist: Sequence[int], size: int, entropy: float) -> str:
 
 # -- entry points -------------------------------------------------------------
 
-def _classify(t: Triage, sampler: TriageSampler, head: bytes, hist: Sequence[int]) -> None:
+def _classify(t: Triage, sampler: TriageSampler, head: bytes, prof: ByteProfile) -> None:
     """Set ``t.kind`` first, then fill in details (so a failure keeps the kind)."""
     size = t.size
     if head.startswith(b"\x7fELF"):
@@ -639,11 +729,11 @@ def _classify(t: Triage, sampler: TriageSampler, head: bytes, hist: Sequence[int
         t.kind = "script"
         _analyze_script(t, head)
         return
-    text = _text_detail(head, hist, size)
+    text = _text_detail(head, prof)
     if text is not None:
         t.kind, t.detail = "text", text
         return
-    t.detail = _data_detail(hist, size, t.entropy)
+    t.detail = _data_detail(prof, t.entropy)
     if head.startswith(b"MZ"):
         t.detail = "MS-DOS MZ header without a PE header, " + t.detail
 
@@ -653,9 +743,10 @@ def triage(sampler: TriageSampler) -> Triage:
     size = sampler.size
     if size == 0:
         return Triage(kind="empty", entropy=0.0, detail="empty file", size=0)
-    t = Triage(kind="data", entropy=sampler.entropy, detail="", size=size)
+    prof = sampler.profile()
+    t = Triage(kind="data", entropy=prof.entropy, detail="", size=size)
     try:
-        _classify(t, sampler, sampler.head, sampler.histogram)
+        _classify(t, sampler, sampler.head, prof)
     except Exception as exc:
         # Our parsers check every bound and pefile is guarded, but a file
         # built to trip them must cost a line of detail, not the whole run.
