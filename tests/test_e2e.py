@@ -5,6 +5,7 @@ what is true; nothing here compares the reader with its own earlier output.
 """
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -232,3 +233,36 @@ def test_unfinished_node_chained_anyway_is_flagged(base, image_cache, vol):
     nodes = {r["Item"]: r for r in info.rows if r["Section"] == "node"}
     for n in busy:
         assert nodes[n["name"]]["Value"] == "save in progress"
+
+
+def test_symlinks_in_output_dir_are_never_followed(image_cache, tmp_path):
+    """Planted symlinks named like our outputs (live and dangling) must not be written through."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_cli import _env
+
+    out, manifest = image_cache("v1_basic")
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"do not touch")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (outdir / "shmem-test__hello.txt").symlink_to(victim)
+    (outdir / "shmem-two__a.conf").symlink_to(elsewhere / "created-through-link")
+    (outdir / "pkram-files.tar").symlink_to(victim)
+    proc = subprocess.run([str(Path(sys.executable).with_name("vol-pkram")), "-q", "-r", "json", "-o",
+                           str(outdir), "-f", str(out / manifest["images"]["raw"]), "pkram.extract",
+                           "--tar"], capture_output=True, text=True, env=_env(tmp_path / "home"),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_bytes() == b"do not touch"
+    assert list(elsewhere.iterdir()) == []
+    rows = json.loads(proc.stdout)
+    truth = {f["name"]: f["sha256"] for f in manifest["files"]}
+    for row in rows:
+        path = outdir / row["File"]
+        assert not path.is_symlink() and path.resolve().parent == outdir.resolve()
+        assert _sha256_file(path) == truth[row["Name"]]
