@@ -182,7 +182,18 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
         idx = link.index
         start_pos = len(raw.index)
         zeroed_here = 0
-        for e in ents[:used]:
+        seg = ents[:used]
+        # Fast path, the common case: order-0 pages without flags (low 12 bits
+        # clear), none zeroed, all inside the image: bulk-extend the arrays.
+        if (used and idx + used <= 1 << 52 and not any(e & 0xFFF for e in seg)
+                and min(seg) >> PAGE_SHIFT > 0 and max(seg) >> PAGE_SHIFT < max_pfn):
+            raw.index.extend(range(idx, idx + used))
+            raw.pfn.extend(e >> PAGE_SHIFT for e in seg)
+            raw.order.frombytes(bytes(used))
+            raw.flags.frombytes(bytes(used))
+            segments.append((link.index, idx + used, start_pos, used))
+            continue
+        for e in seg:
             if e == 0:
                 zeroed_here += 1
                 idx += 1

@@ -243,9 +243,14 @@ class StreamSampler(TriageSampler):
     a chunk consumer: ``sampler(kind, length, data)``, ``data`` None for holes.
     """
 
-    def __init__(self, sample_limit: int = 1 << 20, pe_limit: int = DEFAULT_KEEP_LIMIT) -> None:
+    def __init__(self, sample_limit: int = 1 << 20, pe_limit: int = DEFAULT_KEEP_LIMIT,
+                 profile_limit: int = 16 << 20) -> None:
         super().__init__(keep_limit=0)
         self.sample_limit = sample_limit
+        #: byte statistics (text or not, NULs, lines) cover at most this prefix:
+        #: four C passes per byte are cheap per file, not over many GiB
+        self.profile_limit = profile_limit
+        self._profiled = 0
         self.pe_limit = pe_limit
         self._sample = bytearray()
         self._zeros = self._newlines = self._crs = self._binary = 0
@@ -266,12 +271,15 @@ class StreamSampler(TriageSampler):
         if self._total == 0 and data[:2] == b"MZ":
             self.sample_limit = max(self.sample_limit, self.pe_limit)
         self._take_head(data)
-        self._zeros += data.count(0)
-        self._newlines += data.count(10)
-        self._crs += data.count(13)
-        self._binary += n - len(data.translate(None, _BINARY_DELETE))
-        if self._ascii and not data.isascii():
-            self._ascii = False
+        if self._profiled < self.profile_limit:
+            part = data[:self.profile_limit - self._profiled]
+            self._profiled += len(part)
+            self._zeros += part.count(0)
+            self._newlines += part.count(10)
+            self._crs += part.count(13)
+            self._binary += len(part) - len(part.translate(None, _BINARY_DELETE))
+            if self._ascii and not part.isascii():
+                self._ascii = False
         room = self.sample_limit - len(self._sample)
         if room > 0:
             self._sample += data[:room]
@@ -286,16 +294,19 @@ class StreamSampler(TriageSampler):
         room = min(n, max(self.sample_limit - len(self._sample), 0))
         if room:
             self._sample += bytes(room)
-        self._zeros += n
-        self._binary += n
+        counted = min(n, max(self.profile_limit - self._profiled, 0))
+        self._profiled += counted
+        self._zeros += counted
+        self._binary += counted
         self._total += n
 
     def profile(self) -> ByteProfile:
+        """Statistics of the profiled prefix (``size`` is what was profiled), entropy of the sample."""
         sample = bytes(self._sample)
         entropy = _yara_entropy(sample) if sample else 0.0
         if entropy is None:
             entropy = shannon_entropy([sample.count(b) for b in range(256)], len(sample))
-        return ByteProfile(self._total, self._zeros, self._newlines, self._crs, self._binary,
+        return ByteProfile(self._profiled, self._zeros, self._newlines, self._crs, self._binary,
                            self._ascii, entropy, len(sample))
 
     @property
