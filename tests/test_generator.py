@@ -29,7 +29,9 @@ import pkramgen  # noqa: E402
 
 PAGE = 4096
 MAGIC = 0x706B726D
-SMALL = [n for n in pkramgen.SCENARIOS if not n.startswith("bench")]
+SMALL = [n for n in pkramgen.SCENARIOS if not n.startswith(("bench", "hostile_"))
+         and not pkramgen.SCENARIOS[n].get("audit")]
+HOSTILE = [n for n in pkramgen.SCENARIOS if n.startswith("hostile_")]
 
 
 # --------------------------------------------------------------------------
@@ -689,3 +691,404 @@ def test_readme_example_spec(tmp_path):
     m = pkramgen.generate(spec, str(tmp_path), formats=("raw", "lime"))
     verify(tmp_path, m)
     assert len(m["lime_gaps"]) == 2 and len(m["files"]) == 102
+
+
+# --------------------------------------------------------------------------
+# Audit, triage and hostile scenarios: a tolerant walker (cycle- and
+# bounds-safe) that re-reads the images independently of the generator
+# --------------------------------------------------------------------------
+
+class SafeImg:
+    """Raw image reader that never reads outside the file (may be truncated)."""
+
+    def __init__(self, path: Path, mem_size: int):
+        self.data = path.read_bytes()
+        self.max_pfn = mem_size // PAGE
+
+    def page(self, pfn: int) -> bytes | None:
+        if not 0 < pfn < self.max_pfn or (pfn + 1) * PAGE > len(self.data):
+            return None
+        return self.data[pfn * PAGE:(pfn + 1) * PAGE]
+
+    def u64(self, pfn: int, off: int) -> int | None:
+        p = self.page(pfn)
+        return None if p is None else struct.unpack_from("<Q", p, off)[0]
+
+
+def safe_list(img: SafeImg, head: int, off: int, limit: int = 100000):
+    """Follow a pfn list; returns (pfns, how it ended: 'end'|'cycle'|'bad')."""
+    out, seen = [], set()
+    while head:
+        if head in seen:
+            return out, "cycle"
+        if img.page(head) is None:
+            return out, "bad"
+        seen.add(head)
+        out.append(head)
+        head = img.u64(head, off)
+        if len(out) > limit:
+            return out, "cycle"
+    return out, "end"
+
+
+def safe_entries(img: SafeImg, head: int):
+    """(entries [(index, pfn, npages)], link pfns, status) of a link list."""
+    links, status = safe_list(img, head, 0)
+    ents = []
+    for lp in links:
+        page = img.page(lp)
+        idx = struct.unpack_from("<Q", page, 8)[0]
+        for i in range(510):
+            e = struct.unpack_from("<Q", page, 16 + 8 * i)[0]
+            if e == 0:
+                break
+            ents.append((idx, e >> 12, 1 << (e & 0x1F)))
+            idx += 1 << (e & 0x1F)
+    return ents, links, status
+
+
+def safe_walk(out: Path, m: dict, sb: int | None = None):
+    """Walk sb -> nodes -> objs -> byte stream + page links without ever
+    failing. Returns (files, nodes, meta_pages, status) where files is a list
+    of dicts {node, obj_pfn, hdr, name, entries, content (None if unreadable)}."""
+    img = SafeImg(out / m["images"]["raw"], m["mem_size"])
+    rev = m["revision"]
+    sb = m["sb_pfn"] if sb is None else sb
+    meta: set[int] = {sb}
+    status = []
+    head = img.u64(sb, 0 if rev == 1 else 8) or 0
+    nodes, st = safe_list(img, head, 0x10)
+    status.append(("nodes", st))
+    files = []
+    for n in nodes:
+        meta.add(n)
+        nname = img.page(n)[0x18:0x118].split(b"\0")[0].decode(errors="replace")
+        objs, st = safe_list(img, img.u64(n, 8), 0x18 if rev == 1 else 0x28)
+        status.append(("objs", nname, st))
+        for o in objs:
+            meta.add(o)
+            if rev == 1:
+                data_pfn, dlen, lh = img.u64(o, 0), img.u64(o, 8), img.u64(o, 16)
+                bp = img.page(data_pfn) if data_pfn else None
+                if data_pfn:
+                    meta.add(data_pfn)
+                data = bp[:dlen] if bp is not None and dlen <= PAGE else None
+            else:
+                lh, bh, dlen = img.u64(o, 0), img.u64(o, 16), img.u64(o, 32)
+                bents, blinks, st = safe_entries(img, bh)
+                meta.update(blinks)
+                meta.update(p for _, p, _ in bents)
+                chunks = [img.page(p) for _, p, _ in bents]
+                data = (b"".join(chunks)[:dlen] if st == "end" and None not in chunks
+                        and dlen <= len(chunks) * PAGE else None)
+            ents, links, st = safe_entries(img, lh)
+            meta.update(links)
+            rec = {"node": nname, "obj_pfn": o, "entries": ents, "links": links,
+                   "link_status": st, "hdr": None, "name": None, "content": None}
+            files.append(rec)
+            if nname.startswith("shmem-") and data is not None and len(data) >= 48:
+                hdr = struct.unpack_from("<IIIIQqqq", data)
+                rec["hdr"] = hdr
+                if 48 + hdr[3] == len(data):
+                    rec["name"] = data[48:].decode(errors="surrogateescape")
+                size = hdr[4]
+                ok = st == "end" and size <= m["mem_size"] * 4
+                buf = bytearray(size) if ok else None
+                for idx, p, npg in ents if ok else []:
+                    chunk = b""
+                    for k in range(npg):
+                        pg = img.page(p + k)
+                        if pg is None:
+                            ok = False
+                            break
+                        chunk += pg
+                    if not ok:
+                        break
+                    if idx * PAGE < size:
+                        buf[idx * PAGE:idx * PAGE + len(chunk)] = chunk[:size - idx * PAGE]
+                if ok:
+                    rec["content"] = bytes(buf)
+    return files, nodes, meta, status
+
+
+def _v1_marked(out: Path, m: dict) -> tuple[set[int], set[int]]:
+    img = Img(out / m["images"]["raw"])
+    try:
+        marked, tables, _ = walk_identity_map(img, m["pgd_pfn"], m["paging_levels"])
+    finally:
+        img.close()
+    return marked, tables
+
+
+def _v2_regions(out: Path, m: dict) -> tuple[set[int], list[int]]:
+    img = SafeImg(out / m["images"]["raw"], m["mem_size"])
+    lpages, _ = safe_list(img, m["region_list_pfn"], 8)
+    covered, n = set(), 0
+    for lp in lpages:
+        for i in range(255):
+            base, size = struct.unpack_from("<QQ", img.page(lp), 16 + 16 * i)
+            if size == 0 or n >= m["nr_regions"]:
+                break
+            covered.update(range(base // PAGE, (base + size) // PAGE))
+            n += 1
+    return covered, lpages
+
+
+def _check_files_readable(files, m, names=None):
+    by_obj = {f["obj_pfn"]: f for f in files}
+    for f in m["files"]:
+        if names is not None and f["name"] not in names:
+            continue
+        w = by_obj[f["obj_pfn"]]
+        assert w["name"] == f["name"] and w["node"] == f["node"]
+        assert w["hdr"][0] == f["mode"] and w["hdr"][4] == f["size"]
+        assert w["hdr"][5:] == (f["atime_ns"], f["mtime_ns"], f["ctime_ns"])
+        assert w["content"] is not None, f["name"]
+        assert hashlib.sha256(w["content"]).hexdigest() == f["sha256"], f["name"]
+
+
+@pytest.mark.parametrize("name", ["v1_audit", "v2_audit"])
+def test_audit_anomalies(gen, name):
+    out, m = gen(name)
+    rev = m["revision"]
+    files, nodes, meta, status = safe_walk(out, m)
+    assert all(s[-1] == "end" for s in status)
+    _check_files_readable(files, m)
+    anomalies = m["anomalies"]
+    kinds = {a["kind"] for a in anomalies}
+    assert kinds == {"orphan", "dangling", "double-reference", "out-of-range", "bad-mode",
+                     "size-mismatch", "future-time", "ancient-time", "control-name",
+                     "unfinished-node"}
+    # damaged files are walked but not listed as files
+    damaged = {d["obj_pfn"] for d in m["damaged_files"]}
+    assert damaged and not damaged & {f["obj_pfn"] for f in m["files"]}
+    assert damaged <= {f["obj_pfn"] for f in files}
+    # what is preserved, what is referenced
+    data = {p + k for f in files for _, p, n in f["entries"] for k in range(n)
+            if p < m["mem_size"] // PAGE}
+    if rev == 1:
+        preserved, tables = _v1_marked(out, m)
+        referenced = meta | data | tables
+        preserved |= {m["sb_pfn"], m["pgd_pfn"]}
+        referenced.add(m["pgd_pfn"])
+    else:
+        preserved, lpages = _v2_regions(out, m)
+        referenced = meta | data | set(lpages)
+    orphans = {a["start"] // PAGE + k for a in anomalies if a["kind"] == "orphan"
+               for k in range(a["pages"])}
+    # exactly the planted orphans are preserved-but-unreferenced
+    assert preserved - referenced == orphans
+    raw = (out / "image.raw").read_bytes()
+    heads = [raw[a["start"]:a["start"] + 4096] for a in anomalies if a["kind"] == "orphan"]
+    assert any(h.startswith(b"\x7fELF\x02\x01\x01") for h in heads)
+    pe = [h for h in heads if h.startswith(b"MZ")]
+    assert pe and pe[0][struct.unpack_from("<I", pe[0], 0x3C)[0]:][:4] == b"PE\0\0"
+    by_name = {(f["node"], f["name"]): f for f in files}
+    for a in anomalies:
+        pfn = a["start"] // PAGE
+        f = by_name.get((a["node"], a["file"])) if a["file"] else None
+        if a["kind"] == "dangling":
+            assert pfn in {p for _, p, _ in f["entries"]} and pfn not in preserved
+        elif a["kind"] == "double-reference":
+            users = [g for g in files if pfn in {p for _, p, _ in g["entries"]}]
+            assert len(users) == 2 and f in users and pfn in preserved
+        elif a["kind"] == "out-of-range":
+            assert a["start"] >= m["mem_size"]
+            assert pfn in {p for _, p, _ in f["entries"]}
+        elif a["kind"] == "unfinished-node":
+            assert pfn in nodes and struct.unpack_from("<I", raw, a["start"])[0] == 1
+        elif a["kind"] != "orphan":
+            hdr = f["hdr"]
+            # the header sits at offset 0 of the recorded byte-stream page
+            assert struct.unpack_from("<IIIIQqqq", raw, a["start"]) == hdr
+            present = {i + k for i, _, n in f["entries"] for k in range(n)}
+            if a["kind"] == "bad-mode":
+                assert hdr[0] & 0o170000 != 0o100000
+            elif a["kind"] == "size-mismatch":
+                npages = -(-hdr[4] // PAGE)
+                assert max(present) + 1 > npages or any(
+                    i not in present for i in range(npages))
+            elif a["kind"] == "future-time":
+                assert hdr[6] > 4_000_000_000 * 10**9
+            elif a["kind"] == "ancient-time":
+                assert hdr[6] < 631_152_000 * 10**9          # before 1990
+            elif a["kind"] == "control-name":
+                assert any(ord(c) < 32 for c in f["name"])
+
+
+def _pe_facts(b: bytes) -> dict:
+    lfanew = struct.unpack_from("<I", b, 0x3C)[0]
+    assert b[:2] == b"MZ" and b[lfanew:lfanew + 4] == b"PE\0\0"
+    machine, nsec, ts, _, _, optsz, _ = struct.unpack_from("<HHIIIHH", b, lfanew + 4)
+    opt = lfanew + 24
+    assert struct.unpack_from("<H", b, opt)[0] == 0x20B
+    imp_rva = struct.unpack_from("<I", b, opt + 112 + 8)[0]
+    secs = []
+    for i in range(nsec):
+        name, vsz, va, rsz, ptr = struct.unpack_from("<8sIIII", b, opt + optsz + 40 * i)
+        secs.append((name.rstrip(b"\0").decode(), va, max(vsz, rsz), ptr))
+
+    def off(rva):
+        for _, va, sz, ptr in secs:
+            if va <= rva < va + sz:
+                return ptr + rva - va
+        raise AssertionError(rva)
+
+    def cstr(rva):
+        o = off(rva)
+        return b[o:b.index(b"\0", o)].decode()
+    names = []
+    d = off(imp_rva)
+    while True:
+        ilt, _, _, name_rva, iat = struct.unpack_from("<IIIII", b, d)
+        if not name_rva:
+            break
+        dll = cstr(name_rva).lower().rsplit(".", 1)[0]
+        t = off(ilt or iat)
+        while True:
+            e = struct.unpack_from("<Q", b, t)[0]
+            if not e:
+                break
+            names.append(f"{dll}.{cstr(e + 2).lower()}")
+            t += 8
+        d += 20
+    return {"machine": {0x8664: "AMD64"}[machine], "timestamp": ts,
+            "sections": [s[0] for s in secs],
+            "imphash": hashlib.md5(",".join(names).encode()).hexdigest()}
+
+
+def test_triage_files_and_marker(gen):
+    import gzip
+    out, m = gen("v1_triage", formats=("raw", "lime", "elf"))
+    verify(out, m)
+    files, _, _, _ = safe_walk(out, m)
+    content = {f["name"]: f["content"] for f in files}
+    by = {f["name"]: f for f in m["files"]}
+    assert {by[n].get("type") for n in by} == {"ELF", "PE", "script", "archive", None}
+    elf = content["hello"]
+    assert elf[:7] == b"\x7fELF\x02\x01\x01"
+    e_type, e_machine = struct.unpack_from("<HH", elf, 16)
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phnum, = struct.unpack_from("<H", elf, 56)
+    ph = [struct.unpack_from("<IIQQQQQQ", elf, phoff + 56 * i) for i in range(phnum)]
+    interp = [elf[p[2]:p[2] + p[5]].rstrip(b"\0").decode() for p in ph if p[0] == 3]
+    assert any(p[0] == 1 for p in ph)
+    assert by["hello"]["elf"] == {"class": "ELF64", "machine": "EM_X86_64",
+                                  "type": "ET_EXEC", "interpreter": interp[0]}
+    assert (e_type, e_machine) == (2, 62)
+    pe = content["setup.exe"]
+    facts = _pe_facts(pe)
+    assert facts == by["setup.exe"]["pe"]
+    assert facts["imphash"] == hashlib.md5(b"kernel32.exitprocess").hexdigest()
+    try:
+        import pefile  # optional cross-check
+    except ImportError:
+        pefile = None
+    if pefile is not None:
+        p = pefile.PE(data=pe)
+        assert p.get_imphash() == facts["imphash"]
+    assert content["run.sh"].startswith(b"#!/bin/sh\n")
+    assert gzip.decompress(content["logs.gz"]).startswith(b"PKRAM test file.")
+    # the YARA marker crosses a page boundary between non-adjacent pages
+    raw = (out / "image.raw").read_bytes()
+    [mk] = m["markers"]
+    text = mk["text"].encode()
+    assert content[mk["file"]][mk["file_offset"]:mk["file_offset"] + len(text)] == text
+    assert len(mk["phys"]) == 2
+    (a, la), (b, lb) = mk["phys"]
+    assert la + lb == len(text) and (a + la) % PAGE == 0 and b % PAGE == 0
+    assert b != a + la, "the two pages must not be physically adjacent"
+    assert raw[a:a + la] + raw[b:b + lb] == text
+    assert text not in raw, "the marker must never be contiguous in physical memory"
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_images(gen, name):
+    out, m = gen(name, formats=("raw", "lime"))
+    h = m["hostile"]
+    kind = h["kind"]
+    assert name == f"hostile_{kind}" and h["detail"]
+    assert sorted(f["name"] for f in m["files"]) == sorted(h["intact_files"])
+    raw_path = out / "image.raw"
+    if kind == "truncated":
+        assert raw_path.stat().st_size == m["truncated_at"] < m["mem_size"]
+    else:
+        assert raw_path.stat().st_size == m["mem_size"]
+    files, nodes, meta, status = safe_walk(out, m)
+    # intact files read back byte-exact with the tolerant walker
+    _check_files_readable(files, m)
+    img = SafeImg(raw_path, m["mem_size"])
+    st = dict((s[0] if len(s) == 2 else (s[0], s[1]), s[-1]) for s in status)
+    rev = m["revision"]
+    if kind == "cycle_nodes":
+        assert st["nodes"] == "cycle" and len(nodes) == 2
+    elif kind in ("cycle_objs", "obj_self"):
+        node = "shmem-b" if kind == "cycle_objs" else "shmem-a"
+        assert st[("objs", node)] == "cycle"
+        n = next(x for x in m["nodes"] if x["name"] == node)
+        last = n["obj_pfns"][-1]
+        assert img.u64(last, 0x18 if rev == 1 else 0x28) == (
+            last if kind == "obj_self" else n["obj_pfns"][0])
+    elif kind == "cycle_links":
+        assert [f for f in files if f["link_status"] == "cycle"]
+    elif kind == "cycle_bytes":
+        f = next(f for f in files if f["content"] is None)
+        bh = img.u64(f["obj_pfn"], 16)
+        assert safe_list(img, bh, 0)[1] == "cycle"
+    elif kind == "cycle_regions":
+        assert safe_list(img, m["region_list_pfn"], 8)[1] == "cycle"
+    elif kind == "pfn_out_of_range":
+        maxp = m["mem_size"] // PAGE
+        assert any(p >= maxp for f in files for _, p, _ in f["entries"])
+        assert any(f["link_status"] == "bad" for f in files)
+    elif kind == "huge_values":
+        hdrs = [f["hdr"] for f in files if f["hdr"]]
+        assert any(hd[3] == 0xFFFFFFFF for hd in hdrs) and any(hd[4] == 1 << 62 for hd in hdrs)
+        assert any(img.u64(f["obj_pfn"], 8) == 1 << 63 for f in files)
+    elif kind == "bad_names":
+        names = [f["name"] for f in files if f["node"] == "shmem-bad"]
+        for n in ("../../x", "/abs/path", "a\0b", "N" * 300, ".", ".."):
+            assert n in names
+        assert names.count("dup") == 2
+    elif kind == "pgd_loop":
+        assert img.u64(m["pgd_pfn"], 8 * 511) == m["pgd_pfn"] * PAGE
+    elif kind == "truncated":
+        assert len(h["intact_files"]) < 4
+    elif kind == "lime_gap_meta":
+        rngs = _lime_ranges(out / "image.lime")
+        f = next(x for x in files if x["name"] == "b1.bin")
+        link = f["links"][0] * PAGE
+        assert [link, link + PAGE] in m["lime_gaps"]
+        assert not any(s <= link < e for s, e, _ in rngs)
+        assert "b1.bin" not in h["intact_files"]
+    elif kind == "garbage_sb":
+        assert m["expect_error"] is True and not m["files"] and not m["nodes"]
+        page = img.page(m["sb_pfn"])
+        assert len(set(page)) > 200, "pkram= points at random bytes"
+        assert any(c["text"].endswith(f"pkram={m['sb_pfn']:x}") or
+                   f"pkram={m['sb_pfn']:x} " in c["text"] for c in m["cmdline"])
+    else:
+        raise AssertionError(kind)
+    if kind not in ("garbage_sb", "truncated"):
+        assert h["intact_files"]
+
+
+def test_new_scenarios_listed():
+    expected = {"v1_audit", "v2_audit", "v1_triage"} | {f"hostile_{k}" for k in (
+        "cycle_nodes", "cycle_objs", "cycle_links", "cycle_bytes", "cycle_regions", "obj_self",
+        "pfn_out_of_range", "huge_values", "bad_names", "pgd_loop", "truncated",
+        "lime_gap_meta", "garbage_sb")}
+    assert expected <= set(pkramgen.SCENARIOS)
+
+
+def test_content_b64_spec(tmp_path):
+    import base64
+    blob = bytes(range(256)) * 20
+    spec = {"name": "b64", "revision": 2, "mem_size": "32M", "nodes": [
+        {"name": "shmem-x", "files": [{"name": "b", "content_b64":
+                                       base64.b64encode(blob).decode()}]}]}
+    m = pkramgen.generate(spec, str(tmp_path))
+    verify(tmp_path, m)
+    assert m["files"][0]["size"] == len(blob)
+    assert m["files"][0]["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert "anomalies" not in m and "hostile" not in m and "markers" not in m

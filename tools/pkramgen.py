@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import base64
 import copy
 import hashlib
 import json
@@ -366,6 +367,7 @@ class Unit:
     order: int        # 0 or 9
     kind: str         # "page", "thp", "copied_thp"
     copies: list[int] | None = None   # copied_thp: the 512 copies
+    nomap: bool = False               # anomaly: saved, but not preserved (no map)
 
 
 class Kernel:
@@ -654,6 +656,9 @@ class Kernel:
         thp = unit.order == HPAGE_ORDER
         flags = PKRAM_PAGE_TRANS_HUGE if (thp and self.rev in (1, 2)) else 0
         self.pkram_save_page_entry(obj, acc, unit.pfn, unit.index, unit.order, flags)
+        if unit.nomap:
+            # planted anomaly (audit scenarios): entry written, page not preserved
+            return
         self.pkram_add_identity_map(unit.pfn, thp=thp)
         self.data_runs.append((unit.pfn, 1 << unit.order))
 
@@ -865,6 +870,86 @@ class _Hasher:
 
 
 # --------------------------------------------------------------------------
+# Small, valid executables for the triage / audit scenarios (built with struct)
+# --------------------------------------------------------------------------
+
+ELF_INTERP = "/lib64/ld-linux-x86-64.so.2"
+PE_TIMESTAMP = 0x5F5E1000
+PE_SECTIONS = [".text", ".idata"]
+
+
+def make_elf_exec() -> bytes:
+    """A minimal ELF64 x86-64 ET_EXEC: PT_INTERP + one PT_LOAD (the whole
+    file at 0x400000); code = exit(0) via syscall.  No section headers."""
+    base = 0x400000
+    phoff, phnum = 64, 2
+    interp = ELF_INTERP.encode() + b"\0"
+    interp_off = phoff + 56 * phnum                       # 176
+    code_off = interp_off + len(interp) + (-(interp_off + len(interp)) % 16)
+    code = bytes.fromhex("b83c000000" "31ff" "0f05")      # mov eax,60; xor edi,edi; syscall
+    size = code_off + len(code)
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, base + code_off, phoff, 0, 0,
+                               64, 56, phnum, 64, 0, 0)
+    ph_interp = struct.pack("<IIQQQQQQ", 3, 4, interp_off, base + interp_off,
+                            base + interp_off, len(interp), len(interp), 1)
+    ph_load = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    out = bytearray(size)
+    out[0:64] = ehdr
+    out[64:120] = ph_interp
+    out[120:176] = ph_load
+    out[interp_off:interp_off + len(interp)] = interp
+    out[code_off:] = code
+    return bytes(out)
+
+
+def make_pe64() -> bytes:
+    """A minimal PE32+ AMD64 console executable: sections .text and .idata,
+    an import directory importing KERNEL32.dll!ExitProcess, fixed
+    TimeDateStamp ``PE_TIMESTAMP``.  0x600 bytes."""
+    out = bytearray(0x600)
+    out[0:2] = b"MZ"
+    struct.pack_into("<I", out, 0x3C, 0x40)                    # e_lfanew
+    out[0x40:0x44] = b"PE\0\0"
+    struct.pack_into("<HHIIIHH", out, 0x44, 0x8664, 2, PE_TIMESTAMP, 0, 0, 240, 0x22)
+    opt = struct.pack("<HBBIIIII", 0x20B, 14, 0, 0x200, 0x200, 0, 0x1000, 0x1000)
+    opt += struct.pack("<QIIHHHHHHIIIIHHQQQQII", 0x140000000, 0x1000, 0x200, 6, 0, 0, 0,
+                       6, 0, 0, 0x3000, 0x200, 0, 3, 0x8160, 0x100000, 0x1000,
+                       0x100000, 0x1000, 0, 16)
+    dirs = [(0, 0)] * 16
+    idata = 0x2000
+    dirs[1] = (idata, 40)                                      # import directory
+    dirs[12] = (idata + 0x38, 16)                              # IAT
+    opt += b"".join(struct.pack("<II", a, n) for a, n in dirs)
+    assert len(opt) == 240
+    out[0x58:0x58 + 240] = opt
+    sh = 0x58 + 240
+    out[sh:sh + 40] = struct.pack("<8sIIIIIIHHI", b".text", 0x10, 0x1000, 0x200, 0x200,
+                                  0, 0, 0, 0, 0x60000020)
+    out[sh + 40:sh + 80] = struct.pack("<8sIIIIIIHHI", b".idata", 0x70, idata, 0x200, 0x400,
+                                       0, 0, 0, 0, 0xC0000040)
+    # .text: sub rsp,28h; xor ecx,ecx; call [rip+IAT]
+    rel = (idata + 0x38) - (0x1000 + 12)
+    out[0x200:0x20C] = bytes.fromhex("4883ec28" "33c9" "ff15") + struct.pack("<i", rel)[:2]
+    out[0x20A:0x20E] = struct.pack("<i", rel)
+    f = 0x400                                                  # .idata file offset
+    ilt, iat, hint, dll = idata + 0x28, idata + 0x38, idata + 0x48, idata + 0x58
+    struct.pack_into("<IIIII", out, f, ilt, 0, 0, dll, iat)    # descriptor + null one
+    struct.pack_into("<QQ", out, f + 0x28, hint, 0)
+    struct.pack_into("<QQ", out, f + 0x38, hint, 0)
+    struct.pack_into("<H", out, f + 0x48, 0)
+    out[f + 0x4A:f + 0x4A + 12] = b"ExitProcess\0"
+    out[f + 0x58:f + 0x58 + 13] = b"KERNEL32.dll\0"
+    return bytes(out)
+
+
+def pe_imphash() -> str:
+    """imphash as pefile defines it: md5 of "dll.func" (lower case, the .dll
+    extension dropped), joined with commas."""
+    return hashlib.md5(b"kernel32.exitprocess").hexdigest()
+
+
+# --------------------------------------------------------------------------
 # Scenario specifications
 # --------------------------------------------------------------------------
 
@@ -898,6 +983,9 @@ class FileRec:
     obj: Obj | None = None
     holes: bool = False
     lime_gap: list[int] | None = None
+    name_bytes: bytes | None = None
+    spec: dict = field(default_factory=dict)
+    damaged: bool = False
 
 
 @dataclass
@@ -945,6 +1033,11 @@ class Builder:
         self.cmdline: list[dict] = []
         self.decoys: list[dict] = []
         self.lime_gaps: list[list[int]] = []
+        self.anomalies: list[dict] = []
+        self.markers: list[dict] = []
+        self.hostile: dict | None = None
+        self.cmdline_pfn: int | None = None
+        self.truncate_at: int | None = None
 
     # -- phase 1: the page cache before the save --------------------------
     def _place(self, units_idx: list[int], thp_idx: set[int], copied: set[int],
@@ -997,6 +1090,15 @@ class Builder:
         elif placement in (None, "scatter"):
             for i in order0:
                 units.append(Unit(i, self.alloc.page(), 0, "page"))
+        elif placement == "spread":
+            # scattered, and no page physically follows its predecessor
+            prev = -2
+            for i in order0:
+                pfn = self.alloc.page()
+                while pfn in (prev + 1, prev - 1):
+                    pfn = self.alloc.page()
+                units.append(Unit(i, pfn, 0, "page"))
+                prev = pfn
         else:
             if placement == "contiguous":
                 maxlen, reverse = 4096, False
@@ -1015,10 +1117,14 @@ class Builder:
         return units
 
     def _write_units(self, units: list[Unit], crng: random.Random, marker: str,
-                     size: int | None, text: bytes | None) -> _Hasher | None:
+                     size: int | None, text: bytes | None,
+                     hash_limit: int | None = None) -> _Hasher | None:
         """Fill the pages with content (streamed into the image) and hash
-        the logical stream (holes as zeros, truncated at ``size``)."""
-        hasher = _Hasher(size) if size is not None else None
+        the logical stream (holes as zeros, truncated at ``size``, or at
+        ``hash_limit`` when a file header lies about the size)."""
+        if hash_limit is None:
+            hash_limit = size
+        hasher = _Hasher(hash_limit) if size is not None else None
         for u in units:
             n = 1 << u.order
             parts = []
@@ -1044,10 +1150,16 @@ class Builder:
         r = self.rng_meta
         text = fs.get("text")
         tb = text.encode() if isinstance(text, str) else None
+        if "content_b64" in fs:
+            tb = base64.b64decode(fs["content_b64"], validate=True)
         size = len(tb) if tb is not None else int(fs.get("size", 0))
         npages = _ceil_div(size, PAGE_SIZE)
         name = fs["name"]
-        if not 1 <= len(name.encode()) < 256 or "\0" in name:
+        name_bytes = None
+        if "name_b64" in fs:
+            # hostile images only: any bytes, no validation
+            name_bytes = base64.b64decode(fs["name_b64"])
+        elif not 1 <= len(name.encode()) < 256 or "\0" in name:
             raise GenError(f"bad file name {name!r}")
         thp = fs.get("thp", [])
         if thp == "all":
@@ -1071,11 +1183,20 @@ class Builder:
             mtime=int(fs.get("mtime_ns", base_t)),
             ctime=int(fs.get("ctime_ns", base_t + r.randrange(10 ** 9))),
             units=units, threads=int(fs.get("threads", 1)),
-            lime_gap=fs.get("lime_gap"))
+            lime_gap=fs.get("lime_gap"), name_bytes=name_bytes, spec=fs)
         rec.holes = sum(min(1 << u.order, npages - u.index) for u in units) < npages
         crng = random.Random(f"{self.seed}:content:{node_name}:{name}")
-        hasher = self._write_units(units, crng, f"FILE {node_name}/{name}", size, tb)
+        hsize = fs.get("header_size")
+        hasher = self._write_units(units, crng, f"FILE {node_name}/{name}", size, tb,
+                                   None if hsize is None else int(hsize))
         rec.sha256 = hasher.hexdigest() if hasher else ""
+        if hsize is not None:
+            # the header lies about the size (audit anomaly): the manifest
+            # describes what a reader following the header gets
+            rec.size = int(hsize)
+            hp = _ceil_div(rec.size, PAGE_SIZE)
+            present = {u.index + k for u in units for k in range(1 << u.order)}
+            rec.holes = any(i not in present for i in range(hp))
         return rec
 
     def _create_raw(self, node_name: str, seq: int, os_: dict) -> RawRec:
@@ -1153,11 +1274,17 @@ class Builder:
         k = self.k
         obj = k.pkram_prepare_save_obj(node)
         rec.obj = obj
-        name = rec.name.encode()
+        name = rec.name_bytes if rec.name_bytes is not None else rec.name.encode()
         hdr = FILE_HEADER.pack(rec.mode, rec.uid, rec.gid, len(name), rec.size,
                                rec.atime, rec.mtime, rec.ctime)
         bacc = Access()
         k.pkram_write(obj, bacc, hdr)
+        if rec.spec.get("anomaly"):
+            hdr_pfn = k.kinds["bytes"][-1]
+            a = rec.spec["anomaly"]
+            self.anomalies.append({"kind": a["kind"], "start": hdr_pfn << PAGE_SHIFT,
+                                   "pages": 1, "node": rec.node, "file": rec.name,
+                                   "detail": a["detail"]})
         k.pkram_write(obj, bacc, name)
         self._save_units(obj, rec.units, rec.threads, _ceil_div(rec.size, PAGE_SIZE))
 
@@ -1196,7 +1323,8 @@ class Builder:
         kver = {1: "5.7.0-pkram", 2: "5.12.0-pkram", 3: "6.3.0-pkram"}[self.revision]
         for c in range(copies):
             v = variants[c % len(variants)]
-            val = self._fmt_pfn(self.k.sb_pfn, v)
+            val = self._fmt_pfn(self.k.sb_pfn if self.cmdline_pfn is None
+                                else self.cmdline_pfn, v)
             head = f"BOOT_IMAGE=/vmlinuz-{kver} root=/dev/vda ro"
             if v == "newline" or c == 0 or self.rng_str.random() < 0.5:
                 text = f"{head} console=ttyS0 pkram={val}"
@@ -1355,6 +1483,8 @@ class Builder:
             for seq, os_ in enumerate(ns.get("objects", [])):
                 items.append(self._create_raw(ns["name"], seq, os_))
             plan.append((ns, items))
+        self._plan = plan
+        self._plant_page_anomalies()
         # Phase 2: shmem_save_pkram() / other consumers, node by node.
         for ns, items in plan:
             node = k.pkram_prepare_save(ns["name"])
@@ -1368,12 +1498,24 @@ class Builder:
                     self.raws.append(it)
             if not ns.get("unfinished"):
                 k.pkram_finish_save(node)
+            elif self.spec.get("audit") and self.spec.get("chain_unfinished"):
+                self.anomalies.append({
+                    "kind": "unfinished-node", "start": node.pfn << PAGE_SHIFT, "pages": 1,
+                    "node": node.name, "file": None,
+                    "detail": "node flags=1 (PKRAM_SAVE, save in progress) but chained"})
+        self._plant_orphans()
         # Reboot notifier.
         k.pkram_reboot(chain_unfinished=bool(self.spec.get("chain_unfinished")))
+        if self.spec.get("hostile", {}).get("kind") == "garbage_sb":
+            gp = self.alloc.page()
+            self.mem.stream(gp, random.Random(f"{self.seed}:garbage_sb").randbytes(PAGE_SIZE))
+            self.cmdline_pfn = gp
         # The kexec'd kernel's command line, decoys, unrelated memory.
         self._place_cmdlines()
         self._place_decoys()
         self._noise()
+        self._compute_markers()
+        self._apply_hostile()
         self._resolve_lime_gaps()
         data_runs = self.mem.flush()
         images = {"raw": "image.raw"}
@@ -1384,10 +1526,255 @@ class Builder:
             self._write_elf(data_runs)
             images["elf"] = "image.elf"
         self.mem.close()
+        if self.truncate_at is not None:
+            os.truncate(os.path.join(self.out_dir, "image.raw"), self.truncate_at)
         manifest = self._manifest(images)
+        self._manifest_extras(manifest)
         with open(os.path.join(self.out_dir, "manifest.json"), "w") as f:
             f.write(_dumps(manifest))
         return manifest
+
+    # -- audit / triage / hostile additions ---------------------------------
+    def _rec(self, name: str, node: str | None = None) -> FileRec:
+        for rec in self.files_all:
+            if rec.name == name and (node is None or rec.node == node):
+                return rec
+        raise GenError(f"no file {name!r}")
+
+    def _plant_page_anomalies(self) -> None:
+        """Reference anomalies planted before the save (audit scenarios):
+        a page entry that is written but whose page is not preserved
+        (dangling), that points beyond RAM (out-of-range), or that points at
+        another file's page (double-reference).  Such files are "damaged":
+        left out of ``files`` and listed in ``damaged_files``."""
+        self.files_all = [it for _, items in self._plan for it in items
+                          if isinstance(it, FileRec)]
+        for rec in self.files_all:
+            for a in rec.spec.get("anomaly_pages", []):
+                by_idx = {u.index: u for u in rec.units}
+                u = by_idx.get(int(a["index"]))
+                if u is None or u.order != 0:
+                    raise GenError("anomaly_pages index must be a present order-0 page")
+                kind = a["kind"]
+                if kind == "dangling":
+                    detail = (f"page index {u.index} is in a link entry but not preserved "
+                              "(v1: bitmap bit clear; v2/v3: not in the region list)")
+                elif kind == "out-of-range":
+                    u.pfn = self.mem.max_pfn + 0x10000 + u.index
+                    detail = f"page index {u.index}: entry points beyond RAM (mem_size {self.mem_size:#x})"
+                elif kind == "double-reference":
+                    t = self._rec(a["target"])
+                    tu = {x.index: x for x in t.units}[int(a["target_index"])]
+                    u.pfn = tu.pfn
+                    detail = (f"page index {u.index} is the same physical page as index "
+                              f"{tu.index} of {t.node}/{t.name}")
+                else:
+                    raise GenError(f"unknown page anomaly {kind!r}")
+                u.nomap = True
+                rec.damaged = True
+                self.anomalies.append({"kind": kind, "start": u.pfn << PAGE_SHIFT, "pages": 1,
+                                       "node": rec.node, "file": rec.name, "detail": detail})
+
+    def _plant_orphans(self) -> None:
+        """Preserved pages referenced by nothing: allocated, filled and added
+        with ``pkram_add_identity_map()`` (v1 bitmap; v2/v3 region list)."""
+        r = random.Random(f"{self.seed}:orphans")
+        for o in self.spec.get("orphans", []):
+            n = int(o.get("pages", 1))
+            pfn = self.alloc.block(n) if n > 1 else self.alloc.page()
+            kind = o.get("content", "random")
+            if kind == "elf":
+                head, detail = make_elf_exec(), "starts with a minimal ELF64 x86-64 executable"
+            elif kind == "pe":
+                head, detail = make_pe64(), "starts with a minimal PE32+ AMD64 executable"
+            else:
+                head, detail = b"", "random bytes"
+            data = r.randbytes(n * PAGE_SIZE) if not head else (
+                head + bytes(n * PAGE_SIZE - len(head)))
+            self.mem.stream(pfn, data)
+            for i in range(n):
+                self.k.pkram_add_identity_map(pfn + i, thp=False)
+            self.anomalies.append({"kind": "orphan", "start": pfn << PAGE_SHIFT, "pages": n,
+                                   "node": None, "file": None, "detail": detail})
+
+    def _compute_markers(self) -> None:
+        for rec in self.files:
+            for mk in rec.spec.get("markers", []):
+                text = mk["text"].encode()
+                off = int(mk["file_offset"])
+                content = base64.b64decode(rec.spec["content_b64"])
+                if content[off:off + len(text)] != text:
+                    raise GenError("marker text not at file_offset")
+                by_idx = {u.index: u for u in rec.units}
+                phys, pos = [], off
+                while pos < off + len(text):
+                    u = by_idx[pos // PAGE_SIZE]
+                    n = min(off + len(text) - pos, PAGE_SIZE - pos % PAGE_SIZE)
+                    phys.append([(u.pfn << PAGE_SHIFT) + pos % PAGE_SIZE, n])
+                    pos += n
+                self.markers.append({"text": mk["text"], "node": rec.node, "file": rec.name,
+                                     "file_offset": off, "phys": phys})
+
+    def _list_walk(self, head: int, off: int) -> list[int]:
+        out: list[int] = []
+        while head and head not in out:
+            out.append(head)
+            head = self.mem.get_u64(head, off)
+        return out
+
+    def _apply_hostile(self) -> None:
+        """Corrupt the finished image (hostile scenarios)."""
+        h = self.spec.get("hostile")
+        if not h:
+            return
+        kind = h["kind"]
+        k, m = self.k, self.mem
+        v1 = self.revision == 1
+        obj_next = 0x18 if v1 else 0x28
+        touched: set[str] = set()
+        detail = h.get("detail", "")
+        nodes = {n.name: n for n in k.pkram_nodes}
+        chained = [n for n in k.pkram_nodes if n.chained]   # newest -> oldest
+
+        def page_links(rec: FileRec) -> list[int]:
+            return self._list_walk(rec.obj.pages_head, 0)
+
+        if kind == "cycle_nodes":
+            m.put_u64(chained[-1].pfn, 0x10, chained[0].pfn)
+            detail = f"node {chained[-1].name}: node_pfn -> first node {chained[0].name}"
+        elif kind in ("cycle_objs", "obj_self"):
+            node = nodes[h["node"]]
+            last = node.objs[-1]
+            target = last.pfn if kind == "obj_self" else node.objs[0].pfn
+            m.put_u64(last.pfn, obj_next, target)
+            detail = (f"node {node.name}: last obj {last.pfn:#x} obj_pfn -> "
+                      f"{'itself' if kind == 'obj_self' else 'first obj'} {target:#x}")
+        elif kind == "cycle_links":
+            rec = self._rec(h["file"])
+            links = page_links(rec)
+            m.put_u64(links[-1], 0, links[0])
+            touched.add(rec.name)
+            detail = f"{rec.name}: last of {len(links)} page links -> first link {links[0]:#x}"
+        elif kind == "cycle_bytes":
+            if v1:
+                raise GenError("cycle_bytes needs revision 2/3")
+            rec = self._rec(h["file"])
+            links = self._list_walk(rec.obj.bytes_head, 0)
+            m.put_u64(links[-1], 0, links[0])
+            touched.add(rec.name)
+            detail = f"{rec.name}: byte-stream link {links[-1]:#x} link_pfn -> {links[0]:#x}"
+        elif kind == "cycle_regions":
+            if v1 or not k.region_list_pfn:
+                raise GenError("cycle_regions needs a v2/v3 region list")
+            pages = self._list_walk(k.region_list_pfn, 0x08)
+            m.put_u64(pages[-1], 0x08, pages[0])
+            detail = (f"region list of {len(pages)} page(s): last next_pfn -> first "
+                      f"{pages[0]:#x}")
+        elif kind == "pfn_out_of_range":
+            rec = self._rec(h["file"])
+            link = page_links(rec)[0]
+            e = m.get_u64(link, 0x10)
+            bad = self.mem.max_pfn + 0x12345
+            m.put_u64(link, 0x10, (bad << PAGE_SHIFT) | (e & 0xFFF))
+            rec2 = self._rec(h["file2"])
+            m.put_u64(rec2.obj.pfn, 0x10 if v1 else 0x00, self.mem.max_pfn + 0x777)
+            if not v1:
+                m.put_u64(rec2.obj.pfn, 0x08, self.mem.max_pfn + 0x777)
+            touched |= {rec.name, rec2.name}
+            detail = (f"{rec.name}: first entry of link {link:#x} -> pfn {bad:#x}; "
+                      f"{rec2.name}: obj page-link head -> pfn {self.mem.max_pfn + 0x777:#x}")
+        elif kind == "huge_values":
+            a, b, c = (self._rec(n) for n in h["files"])
+            m.put_u64(a.obj.pfn, 0x08 if v1 else 0x20, 1 << 63)
+            hb = b.obj.data_pfn if v1 else m.get_u64(b.obj.bytes_head, 0x10) >> PAGE_SHIFT
+            m.put_u32(hb, 12, 0xFFFFFFFF)
+            hc = c.obj.data_pfn if v1 else m.get_u64(c.obj.bytes_head, 0x10) >> PAGE_SHIFT
+            m.put_u64(hc, 16, 1 << 62)
+            touched |= {a.name, b.name, c.name}
+            detail = (f"{a.name}: obj data_len = 2^63; {b.name}: header namelen = 0xFFFFFFFF; "
+                      f"{c.name}: header size = 2^62")
+        elif kind == "bad_names":
+            detail = ("file names '../../x', '/abs/path', 'a\\0b', a 300-byte name, '.', "
+                      "'..' and a duplicate name in one node")
+        elif kind == "pgd_loop":
+            if not v1:
+                raise GenError("pgd_loop needs revision 1")
+            m.put_u64(k.pgd_pfn, 8 * 511, k.pgd_pfn << PAGE_SHIFT)
+            detail = f"PGD entry 511 -> the PGD page itself ({k.pgd_pfn:#x})"
+        elif kind == "truncated":
+            pres = [p for p in range(self.mem.max_pfn) if m.state[p] == MAPPED and p > k.sb_pfn]
+            if not pres:
+                raise GenError("nothing preserved above the super block")
+            cut = (pres[len(pres) // 2] << PAGE_SHIFT) + PAGE_SIZE // 2
+            self.truncate_at = cut
+            ok = lambda p: ((p + 1) << PAGE_SHIFT) <= cut   # noqa: E731
+            reach = ok(k.sb_pfn)
+            for node in chained:
+                reach = reach and ok(node.pfn)
+                oreach = reach
+                for obj in node.objs:
+                    oreach = oreach and ok(obj.pfn)
+                    rec = next((r for r in self.files if r.obj is obj), None)
+                    if rec is None:
+                        continue
+                    need = [obj.data_pfn] if obj.data_pfn else []
+                    need += obj.links
+                    if not v1:
+                        need += [m.get_u64(lk, 0x10 + 8 * i) >> PAGE_SHIFT
+                                 for lk in self._list_walk(obj.bytes_head, 0)
+                                 for i in range(PKRAM_LINK_ENTRIES_MAX)
+                                 if m.get_u64(lk, 0x10 + 8 * i)]
+                    need += [u.pfn + i for u in rec.units for i in range(1 << u.order)]
+                    if not (oreach and all(ok(p) for p in need)):
+                        touched.add(rec.name)
+            detail = f"raw image cut at {cut:#x}, inside preserved page {cut >> PAGE_SHIFT:#x}"
+        elif kind == "lime_gap_meta":
+            rec = self._rec(h["file"])
+            link = page_links(rec)[0]
+            self.spec.setdefault("lime_gaps", [list(LEGACY_HOLE)])
+            self.spec["lime_gaps"].append([link << PAGE_SHIFT, (link + 1) << PAGE_SHIFT])
+            touched.add(rec.name)
+            detail = f"LiME gap over page link {link:#x} of {rec.name} (raw image intact)"
+        elif kind == "garbage_sb":
+            touched |= {r.name for r in self.files}
+            detail = (f"pkram={self.cmdline_pfn:x} points at a page of random bytes; the real "
+                      f"(unreferenced) super block is at {k.sb_pfn:#x}")
+        else:
+            raise GenError(f"unknown hostile kind {kind!r}")
+        for rec in self.files:
+            if rec.name in touched:
+                rec.damaged = True
+        self.hostile = {"kind": kind, "detail": detail,
+                        "intact_files": [r.name for r in self.files if not r.damaged]}
+
+    def _manifest_extras(self, man: dict) -> None:
+        """Optional manifest keys of the audit/triage/hostile scenarios (only
+        added when a scenario uses them, so older manifests are unchanged)."""
+        by_obj = {r.obj.pfn: r for r in self.files}
+        for f in man["files"]:
+            rec = by_obj[f["obj_pfn"]]
+            for key in ("type", "elf", "pe"):
+                if key in rec.spec:
+                    f[key] = rec.spec[key]
+        if self.spec.get("audit"):
+            man["anomalies"] = sorted(self.anomalies, key=lambda a: (a["kind"], a["start"]))
+        if self.spec.get("audit") or self.hostile:
+            man["damaged_files"] = [{"node": r.node, "name": r.name, "obj_pfn": r.obj.pfn}
+                                    for r in self.files if r.damaged]
+        if self.markers:
+            man["markers"] = self.markers
+        if self.hostile:
+            man["hostile"] = self.hostile
+            if self.truncate_at is not None:
+                man["truncated_at"] = self.truncate_at
+            if self.hostile["kind"] == "garbage_sb":
+                man["expect_error"] = True
+                man["sb_pfn"] = self.cmdline_pfn
+                if self.revision == 1:
+                    man["pgd_pfn"] = 0
+                else:
+                    man["region_list_pfn"] = man["nr_regions"] = 0
+                man["nodes"], man["files"], man["raw_objects"], man["reserved"] = [], [], [], []
 
     def _reserved(self) -> list[list[int]]:
         """What the next kernel reserves, from our own bookkeeping.
@@ -1421,6 +1808,8 @@ class Builder:
         order = {o.pfn: i for i, o in enumerate(o for n in chain + unchained for o in n.objs)}
         files = []
         for rec in sorted(self.files, key=lambda r: order[r.obj.pfn]):
+            if rec.damaged:
+                continue
             files.append({
                 "node": rec.node, "name": rec.name, "obj_pfn": rec.obj.pfn,
                 "size": rec.size, "sha256": rec.sha256, "mode": rec.mode,
@@ -1647,6 +2036,136 @@ def _unfinished(rev: int, name: str, chained: bool) -> dict:
                       {"name": "shmem-later", "files": [{"name": "x.txt", "size": 10}]}]}
 
 
+_T_2100 = 4_102_444_800 * 10**9 + 1            # 2100-01-01T00:00:00.000000001Z
+_T_1985 = 473_385_600 * 10**9                   # 1985-01-01
+YARA_MARKER = "PKRAM_YARA_MARKER_7c1d_SPANNING"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _audit(rev: int, name: str) -> dict:
+    """A clean tmpfs node plus every planted audit anomaly."""
+    clean = [
+        {"name": "notes.txt", "text": _TEXT[:3000], "mode": 0o100644, "uid": 1000, "gid": 1000},
+        {"name": "data.bin", "size": 12 * PAGE_SIZE + 77},
+        {"name": "victim.bin", "size": 4 * PAGE_SIZE},
+    ]
+    meta = [
+        {"name": "link-mode", "size": 100, "mode": 0o120777,
+         "anomaly": {"kind": "bad-mode", "detail": "S_IFLNK mode 0120777 on a saved file"}},
+        {"name": "dir-mode", "size": 2 * PAGE_SIZE, "mode": 0o040755,
+         "anomaly": {"kind": "bad-mode", "detail": "directory mode 040755 on a saved file"}},
+        {"name": "shrunk.bin", "size": 20 * PAGE_SIZE, "header_size": 100,
+         "anomaly": {"kind": "size-mismatch",
+                     "detail": "header size 100 but 20 pages present"}},
+        {"name": "grown.bin", "size": 3 * PAGE_SIZE, "header_size": 50 * PAGE_SIZE,
+         "anomaly": {"kind": "size-mismatch",
+                     "detail": "header size 50 pages, only pages 0-2 present (not sparse)"}},
+        {"name": "future.txt", "size": 300, "mtime_ns": _T_2100,
+         "anomaly": {"kind": "future-time", "detail": "mtime 2100-01-01"}},
+        {"name": "ancient.txt", "size": 300, "mtime_ns": _T_1985, "atime_ns": _T_1985,
+         "ctime_ns": _T_1985,
+         "anomaly": {"kind": "ancient-time", "detail": "atime/mtime/ctime 1985-01-01"}},
+        {"name": "evil\x1b[2Jname", "size": 64,
+         "anomaly": {"kind": "control-name", "detail": "name contains ESC [2J"}},
+    ]
+    refs = [
+        {"name": "dangling.bin", "size": 5 * PAGE_SIZE,
+         "anomaly_pages": [{"index": 2, "kind": "dangling"}]},
+        {"name": "double.bin", "size": 4 * PAGE_SIZE,
+         "anomaly_pages": [{"index": 1, "kind": "double-reference",
+                            "target": "victim.bin", "target_index": 3}]},
+        {"name": "outside.bin", "size": 3 * PAGE_SIZE,
+         "anomaly_pages": [{"index": 0, "kind": "out-of-range"}]},
+    ]
+    return {"name": name, "audit": True,
+            "description": f"v{rev} incident analysis: orphan preserved pages (ELF, PE, "
+                           "random), dangling/double/out-of-range references, metadata "
+                           "anomalies, an unfinished node chained",
+            "revision": rev, "paging_levels": 4, "mem_size": "64M",
+            "chain_unfinished": True,
+            "nodes": [{"name": "shmem-clean", "files": clean},
+                      {"name": "shmem-meta", "files": meta},
+                      {"name": "shmem-refs", "files": refs},
+                      {"name": "shmem-busy", "unfinished": True,
+                       "files": [{"name": "partial.bin", "size": 6 * PAGE_SIZE}]}],
+            "orphans": [{"content": "elf"}, {"content": "pe"}, {"content": "random"},
+                        {"content": "random", "pages": 3}],
+            "noise_pages": 16}
+
+
+def _triage(name: str) -> dict:
+    import gzip
+    elf = make_elf_exec()
+    pe = make_pe64()
+    script = b"#!/bin/sh\n# preserved across kexec\nset -e\nexec /usr/bin/env true \"$@\"\n"
+    gz = gzip.compress(_TEXT.encode(), compresslevel=9, mtime=0)
+    filler = (b"triage filler line for the YARA span test\n" * 300)[:3 * PAGE_SIZE]
+    off = PAGE_SIZE - 13
+    blob = bytearray(filler)
+    blob[off:off + len(YARA_MARKER)] = YARA_MARKER.encode()
+    return {"name": name,
+            "description": "v1 triage: ELF64 executable, PE32+ executable, shell script, "
+                           "gzip file, and a YARA marker spanning two non-adjacent pages",
+            "revision": 1, "paging_levels": 4, "mem_size": "64M",
+            "nodes": [{"name": "shmem-triage", "files": [
+                {"name": "hello", "content_b64": _b64(elf), "mode": 0o100755, "type": "ELF",
+                 "elf": {"class": "ELF64", "machine": "EM_X86_64", "type": "ET_EXEC",
+                         "interpreter": ELF_INTERP}},
+                {"name": "setup.exe", "content_b64": _b64(pe), "type": "PE",
+                 "pe": {"machine": "AMD64", "timestamp": PE_TIMESTAMP,
+                        "sections": PE_SECTIONS, "imphash": pe_imphash()}},
+                {"name": "run.sh", "content_b64": _b64(script), "mode": 0o100755,
+                 "type": "script"},
+                {"name": "logs.gz", "content_b64": _b64(gz), "type": "archive"},
+                {"name": "marker.bin", "content_b64": _b64(bytes(blob)), "placement": "spread",
+                 "markers": [{"text": YARA_MARKER, "file_offset": off}]}]}]}
+
+
+def _hostile_base(rev: int) -> list[dict]:
+    return [{"name": "shmem-a", "files": [
+                {"name": "a1.txt", "text": _TEXT[:2000]},
+                {"name": "a2.bin", "size": 3 * PAGE_SIZE + 5}]},
+            {"name": "shmem-b", "files": [
+                {"name": "b1.bin", "size": 600 * PAGE_SIZE},
+                {"name": "b2.txt", "size": 999}]}]
+
+
+def _hostile(kind: str, rev: int = 1, **extra) -> dict:
+    nodes = _hostile_base(rev)
+    if kind == "bad_names":
+        raw = [b"../../x", b"/abs/path", b"a\0b", b"N" * 300, b".", b"..", b"dup", b"dup"]
+        nodes.append({"name": "shmem-bad", "files": [
+            {"name": r.decode(), "name_b64": _b64(r), "size": 10 + i}
+            for i, r in enumerate(raw)]})
+    h = {"kind": kind}
+    h.update(extra)
+    return {"name": f"hostile_{kind}", "revision": rev, "paging_levels": 4, "mem_size": "64M",
+            "description": f"hostile image (v{rev}): {kind}", "nodes": nodes, "hostile": h}
+
+
+def _hostile_scenarios() -> dict[str, dict]:
+    out = {}
+    for spec in (
+            _hostile("cycle_nodes"),
+            _hostile("cycle_objs", node="shmem-b"),
+            _hostile("cycle_links", file="b1.bin"),
+            _hostile("cycle_bytes", 2, file="a1.txt"),
+            _hostile("cycle_regions", 2),
+            _hostile("obj_self", node="shmem-a"),
+            _hostile("pfn_out_of_range", file="b1.bin", file2="a2.bin"),
+            _hostile("huge_values", files=["a1.txt", "a2.bin", "b2.txt"]),
+            _hostile("bad_names"),
+            _hostile("pgd_loop"),
+            _hostile("truncated"),
+            _hostile("lime_gap_meta", file="b1.bin"),
+            _hostile("garbage_sb")):
+        out[spec["name"]] = spec
+    return out
+
+
 def _build_scenarios() -> dict[str, dict]:
     s: dict[str, dict] = {}
     s["v1_basic"] = _basic(1, 4, "v1_basic")
@@ -1709,6 +2228,10 @@ def _build_scenarios() -> dict[str, dict]:
                                     "(3 GiB at the default 64G)"}
     s["bench_v2"] = {"name": "bench_v2", "bench": True, "revision": 2, "mem_size": "8G",
                      "description": "benchmark: v2, ~3/64 of RAM preserved (8G default)"}
+    s["v1_audit"] = _audit(1, "v1_audit")
+    s["v2_audit"] = _audit(2, "v2_audit")
+    s["v1_triage"] = _triage("v1_triage")
+    s.update(_hostile_scenarios())
     for v in s.values():
         v.setdefault("lime_gaps", [list(LEGACY_HOLE)])
     return s
