@@ -263,17 +263,24 @@ def byte_stream_pfns(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics,
     if obj.revision == 1:
         return [obj.data_pfn] if obj.data_pfn else []
     pfns: List[int] = []
-    limit = (obj.data_len + PAGE_SIZE - 1) // PAGE_SIZE
+    limit = min((obj.data_len + PAGE_SIZE - 1) // PAGE_SIZE, mem.max_pfn)
+    surplus = 0
+    # The whole chain is walked (cycle-guarded) even past data_len: a loop or
+    # extra links there are harmless to reading but worth reporting.
     for link in pkram_links(mem, obj.bytes_head, diag, context):
+        if len(pfns) >= limit:
+            surplus += 1
+            continue
         for e in link.entries:
-            if e == 0:
+            if e == 0 or len(pfns) >= limit:
                 break
             if e & fmt.ENTRY_ORDER_MASK:
                 diag.add("bad-byte-stream", WARNING, "byte-stream entry has a non-zero order; "
                          "only its first page is used", link.pfn, context)
             pfns.append(e >> PAGE_SHIFT)
-        if len(pfns) >= limit:
-            break
+    if surplus:
+        diag.add("bad-byte-stream", WARNING, f"{surplus} byte-stream link page(s) beyond what "
+                 f"data_len={obj.data_len} needs", obj.pfn, context)
     return pfns
 
 

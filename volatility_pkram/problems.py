@@ -54,6 +54,10 @@ class Diagnostics:
             self.dropped += 1
         return problem
 
+    def since(self, start: int) -> tuple:
+        """Problems recorded after the first ``start`` (as counted by ``len()``)."""
+        return tuple(self._items[start:])
+
     def __iter__(self) -> Iterator[Problem]:
         return iter(self._items)
 

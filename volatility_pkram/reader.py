@@ -61,6 +61,7 @@ class PreservedObject:
     byte_stream_missing: int        # bytes that could not be read
     pages: PageStream
     header: Optional[fmt.FileHeader]
+    problems: tuple = ()            # findings recorded while decoding this object
 
     @property
     def consumer(self) -> str:
@@ -226,10 +227,12 @@ class Pkram:
                           f"({fmt.NodeFlags.describe(node.flags)}); the kernel would not hand it over",
                           node.pfn, ctx_node)
         for seq, obj in enumerate(pkram_objs(self.mem, node, self.revision, self.diag)):
+            before = len(self.diag)
             ctx = f"{ctx_node} obj#{seq}"
             data, missing = read_byte_stream(self.mem, obj, self.diag, ctx, limit=BYTE_STREAM_INLINE_MAX)
             header = fmt.decode_file_header(data) if not missing else None
             if header is not None:
                 ctx = f"{ctx_node}/{header.name}"
             stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
-            yield PreservedObject(node, obj, seq, data, missing, stream, header)
+            found = self.diag.since(before)
+            yield PreservedObject(node, obj, seq, data, missing, stream, header, found)

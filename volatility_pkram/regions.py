@@ -81,7 +81,11 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
                 result.regions.append((base, size))
                 last_end = base + size
             if done:
-                break
+                # Trailing list pages are normal (the kernel over-estimates how many it
+                # needs); walking them to the end still catches a loop in the chain.
+                while True:
+                    pfn, page = walk.send(lay.unpack(page)["next_pfn"])
+                    result.list_pfns.append(pfn)
             pfn, page = walk.send(head["next_pfn"])
     except StopIteration:
         pass

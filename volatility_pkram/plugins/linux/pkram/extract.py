@@ -150,6 +150,9 @@ class Extract(interfaces.plugins.PluginInterface):
             notes.append(f"{pobj.pages.zeroed_entries} zeroed entries (partially loaded?)")
         if pobj.pages.overlapping_entries:
             notes.append(f"{pobj.pages.overlapping_entries} overlapping entries ignored")
+        for problem in pobj.problems:
+            if problem.kind not in ("zeroed-entries", "overlapping-entries", "unfinished-node"):
+                notes.append(f"{problem.kind}: {problem.message}")
         return "; ".join(notes) if notes else "ok"
 
     def run(self):
