@@ -5,24 +5,17 @@ The images come from the independent generator's hostile scenarios
 corrupts one structure; its manifest lists the files that stay intact.
 """
 
-import hashlib
 import os
 import time
 
 import pytest
 
+from test_e2e import _sha256_file
+
 HOSTILE = ["cycle_nodes", "cycle_objs", "obj_self", "cycle_links", "cycle_bytes", "cycle_regions",
            "pfn_out_of_range", "huge_values", "bad_names", "pgd_loop", "truncated", "lime_gap_meta",
            "garbage_sb"]
 LIMIT_S = 60
-
-
-def _sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _timed(vol, *args, **kw):
@@ -64,7 +57,7 @@ def test_hostile_image(kind, image_cache, vol):
     for r in res.rows:
         if r["Stream"] == "file":
             got.setdefault((r["Node"], r["Name"]), []).append(r["SHA256"])
-            assert _sha(res.outdir / r["File"]) == r["SHA256"]
+            assert _sha256_file(res.outdir / r["File"]) == r["SHA256"]
     for key, shas in truth.items():
         if key[1] in hostile["intact_files"]:
             assert sorted(got.get(key, [])) == sorted(shas), key

@@ -205,7 +205,8 @@ class Location:
     chosen: Optional[Candidate]
     candidates: List[Candidate]
     rejected_tokens: List[Token]
-    notes: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)      # how the search went
+    warnings: List[str] = field(default_factory=list)   # what the analyst should double-check
 
     @property
     def sb(self) -> Optional[fmt.SuperBlock]:
@@ -337,8 +338,8 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
                 rev = revision or (2 if fmt.super_block_magic(page) == fmt.PKRAM_MAGIC else 1)
                 cand.sb = fmt.decode_super_block(page, sb_pfn, rev)
                 cand.revision = rev
-                loc.notes.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
-                                 "decoded as requested")
+                loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
+                                    "decoded as requested")
             else:
                 raise LocateError(f"--sb-pfn 0x{sb_pfn:x}: {cand.reason}", loc)
         return loc
@@ -358,6 +359,7 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
     consider(known_tokens)
     known_best = max(by_pfn.values(), key=lambda c: c.score, default=None)
     notes: List[str] = []
+    warnings: List[str] = []
     if scan == "always" or (scan == "fallback" and (known_best is None or known_best.verdict != "valid")):
         if scan == "fallback":
             consider(find_pkram_tokens(mem, progress=progress, end=LOW_MEMORY))
@@ -377,12 +379,13 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
             elif scan_best.pfn == known_best.pfn:
                 notes.append(f"the physical scan agrees: 0x{scan_best.pfn:x}")
             else:
-                notes.append(f"the physical scan prefers 0x{scan_best.pfn:x} "
-                             f"({scan_best.verdict}), the kernel route 0x{known_best.pfn:x}")
+                disagreement = (f"the physical scan prefers 0x{scan_best.pfn:x} "
+                                f"({scan_best.verdict}), the kernel route 0x{known_best.pfn:x}")
+                warnings.append(disagreement)
     candidates = sorted(by_pfn.values(), key=lambda c: c.score, reverse=True)
     usable = [c for c in candidates if c.verdict in ("valid", "empty")]
     chosen = usable[0] if usable else None
-    loc = Location(_route(chosen) if chosen else "none", chosen, candidates, rejected, notes)
+    loc = Location(_route(chosen) if chosen else "none", chosen, candidates, rejected, notes, warnings)
     if chosen is None:
         seen = len(candidates) + len(rejected)
         raise LocateError(
@@ -392,7 +395,7 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
             "; give the PFN with --sb-pfn if you know it", loc)
     ties = [c for c in usable[1:] if c.score[:3] == chosen.score[:3]]
     if ties:
-        loc.notes.append("several candidates validate equally well: " +
+        loc.warnings.append("several candidates validate equally well: " +
                          ", ".join(f"0x{c.pfn:x}" for c in [chosen] + ties) +
                          f"; chose 0x{chosen.pfn:x} (most pkram= occurrences)")
     return loc

@@ -261,7 +261,9 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
         vollog.info(f"pkram: token {tok.text!r}{where} rejected: {tok.reject}")
     loc.notes[:0] = kernel_notes
     for note in loc.notes:
-        vollog.warning(f"pkram: {note}")
+        vollog.info(f"pkram: {note}")
+    for warning in loc.warnings:
+        vollog.warning(f"pkram: {warning}")
     vollog.info(f"pkram: super block at PFN 0x{loc.chosen.pfn:x} ({loc.route}): {loc.chosen.reason}")
     pk = Pkram(mem, loc.sb, revision=revision, paging_levels=_int_choice(config.get("paging_levels")), diag=Diagnostics())
     return pk, loc

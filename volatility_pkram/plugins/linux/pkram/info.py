@@ -30,6 +30,8 @@ class Info(interfaces.plugins.PluginInterface):
                   f"found via {loc.route}: {loc.chosen.reason}")
         for note in loc.notes:
             yield 0, ("location", "note", "", note)
+        for warning in loc.warnings:
+            yield 0, ("location", "warning", "", warning)
         for cand in loc.candidates:
             where = ", ".join(f"0x{t.offset:x}" if t.offset is not None else t.source
                               for t in cand.tokens[:8])
