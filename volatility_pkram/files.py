@@ -21,6 +21,7 @@ from .lists import PageStream
 from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 
 __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte_stream_chunks",
+           "inline_chunks",
            "write_stream", "safe_component", "TarStream", "DEFAULT_MAX_FILE_SIZE"]
 
 DATA, HOLE, MISSING = "data", "hole", "missing"
@@ -121,6 +122,13 @@ def byte_stream_chunks(mem: PhysicalMemory, pfns: List[int], length: int,
             yield from _read_run(mem, pfns[i] << PAGE_SHIFT, run_len, stats)
         pos += run_len
         i = j
+
+
+def inline_chunks(data: bytes, stats: StreamStats) -> Iterator[Chunk]:
+    """A stream already read into memory (a short byte stream), as chunks."""
+    stats.size = stats.data_bytes = len(data)
+    if data:
+        yield DATA, len(data), data
 
 
 def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: StreamStats,

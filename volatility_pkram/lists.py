@@ -19,7 +19,7 @@ from .problems import ERROR, WARNING, Diagnostics
 
 __all__ = [
     "read_meta_page", "pkram_nodes", "pkram_objs", "pkram_links", "PageStream",
-    "page_stream", "byte_stream_pfns", "read_byte_stream",
+    "page_stream", "byte_stream_pfns",
 ]
 
 
@@ -38,7 +38,7 @@ def read_meta_page(mem: PhysicalMemory, pfn: int, what: str, diag: Diagnostics,
 
 
 def walk_chain(mem: PhysicalMemory, first: int, what: str, diag: Diagnostics,
-           context: str) -> Iterator[Tuple[int, bytes]]:
+               context: str) -> Iterator[Tuple[int, bytes]]:
     """Follow a singly linked chain of metadata pages with a cycle and length guard."""
     seen = set()
     pfn = first
@@ -159,7 +159,7 @@ class PageStream:
 
 
 def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
-                context: str = "", *, thp_flag_expected: Optional[bool] = None) -> PageStream:
+                context: str = "") -> PageStream:
     """Collect the entries of the link list at ``head_pfn`` and order them by index.
 
     v1 lists are LIFO and v2/v3 lists FIFO, and multi-threaded saves
@@ -282,33 +282,3 @@ def byte_stream_pfns(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics,
         diag.add("bad-byte-stream", WARNING, f"{surplus} byte-stream link page(s) beyond what "
                  f"data_len={obj.data_len} needs", obj.pfn, context)
     return pfns
-
-
-def read_byte_stream(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics, context: str = "",
-                     *, limit: Optional[int] = None) -> Tuple[bytes, int]:
-    """Read an object's byte stream (at most ``limit`` bytes). Returns ``(data, missing_bytes)``.
-
-    ``data_len`` is capped by the pages that carry the stream (v1: one page);
-    unreadable pages read as zeros and are counted in ``missing_bytes``.
-    """
-    pfns = byte_stream_pfns(mem, obj, diag, context)
-    length = obj.data_len
-    capacity = len(pfns) * PAGE_SIZE
-    if length > capacity:
-        diag.add("bad-data-len", ERROR, f"data_len {length} exceeds the {len(pfns)} byte-stream "
-                 f"page(s); capped to {capacity}", obj.pfn, context)
-        length = capacity
-    if limit is not None:
-        length = min(length, limit)
-    out = bytearray()
-    missing = 0
-    for pfn in pfns:
-        if len(out) >= length:
-            break
-        want = min(PAGE_SIZE, length - len(out))
-        page = read_meta_page(mem, pfn, "byte-stream", diag, context)
-        if page is None:
-            missing += want
-            page = bytes(PAGE_SIZE)
-        out += page[:want]
-    return bytes(out), missing

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
+from . import files
 from . import format as fmt
-from .lists import PageStream, page_stream, pkram_nodes, pkram_objs, read_byte_stream
+from .lists import PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
 from .pagetable import PagingChoice, infer_paging_levels
-from .physmem import PAGE_SHIFT, PhysicalMemory
-from .problems import INFO, WARNING, Diagnostics
+from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from .problems import ERROR, INFO, WARNING, Diagnostics
 from .regions import RegionList, pkram_regions
 
 __all__ = ["Range", "PreservedObject", "Pkram", "detect_v2_v3"]
@@ -57,11 +58,18 @@ class PreservedObject:
     node: fmt.Node
     obj: fmt.Obj
     seq: int                        # position in the node's list (0 = newest)
-    byte_stream: bytes              # up to BYTE_STREAM_INLINE_MAX bytes
-    byte_stream_missing: int        # bytes that could not be read
+    byte_pfns: List[int]            # pages of the byte stream, in stream order
+    byte_len: int                   # data_len, capped by those pages
+    byte_stream: bytes              # its first BYTE_STREAM_INLINE_MAX bytes
+    byte_stream_missing: int        # of those, bytes the image does not hold (read as zeros)
     pages: PageStream
     header: Optional[fmt.FileHeader]
     problems: tuple = ()            # findings recorded while decoding this object
+
+    @property
+    def byte_stream_complete(self) -> bool:
+        """True if :attr:`byte_stream` is the whole stream, every byte read from the image."""
+        return len(self.byte_stream) == self.byte_len and not self.byte_stream_missing
 
     @property
     def consumer(self) -> str:
@@ -229,10 +237,31 @@ class Pkram:
         for seq, obj in enumerate(pkram_objs(self.mem, node, self.revision, self.diag)):
             before = len(self.diag)
             ctx = f"{ctx_node} obj#{seq}"
-            data, missing = read_byte_stream(self.mem, obj, self.diag, ctx, limit=BYTE_STREAM_INLINE_MAX)
+            pfns = byte_stream_pfns(self.mem, obj, self.diag, ctx)
+            byte_len = self._byte_len(obj, pfns, ctx)
+            data, missing = self._read_inline(pfns, byte_len, obj, ctx)
             header = fmt.decode_file_header(data) if not missing else None
             if header is not None:
                 ctx = f"{ctx_node}/{header.name}"
             stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
             found = self.diag.since(before)
-            yield PreservedObject(node, obj, seq, data, missing, stream, header, found)
+            yield PreservedObject(node, obj, seq, pfns, byte_len, data, missing, stream, header, found)
+
+    def _byte_len(self, obj: fmt.Obj, pfns: List[int], ctx: str) -> int:
+        """``data_len``, capped by the pages that carry the stream (v1: one page)."""
+        capacity = len(pfns) * PAGE_SIZE
+        if obj.data_len > capacity:
+            self.diag.add("bad-data-len", ERROR, f"data_len {obj.data_len} exceeds the {len(pfns)} "
+                          f"byte-stream page(s); capped to {capacity}", obj.pfn, ctx)
+            return capacity
+        return obj.data_len
+
+    def _read_inline(self, pfns: List[int], byte_len: int, obj: fmt.Obj, ctx: str) -> Tuple[bytes, int]:
+        """The first BYTE_STREAM_INLINE_MAX bytes of a byte stream, and how many were missing."""
+        stats = files.StreamStats()
+        chunks = files.byte_stream_chunks(self.mem, pfns, min(byte_len, BYTE_STREAM_INLINE_MAX), stats)
+        data = b"".join(d if kind == files.DATA else bytes(n) for kind, n, d in chunks)
+        if stats.missing_bytes:
+            self.diag.add("unreadable", ERROR, f"{stats.missing_bytes} byte-stream bytes are outside "
+                          "the image or not captured (read as zeros)", obj.pfn, ctx)
+        return data, stats.missing_bytes
