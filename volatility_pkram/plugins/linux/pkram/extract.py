@@ -10,7 +10,7 @@ from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram import files, lists, triage, vol3
+from volatility_pkram import files, triage, vol3
 
 vollog = logging.getLogger(__name__)
 
@@ -108,32 +108,37 @@ class Extract(interfaces.plugins.PluginInterface):
                             _ns_to_datetime(header.atime_ns), _ns_to_datetime(header.mtime_ns),
                             _ns_to_datetime(header.ctime_ns), pobj.consumer, "file",
                             pobj.pages.pages, format_hints.Hex(pobj.obj.pfn),
-                            self._status(header.size, stats, pobj)) + tcols
+                            self._status(stats, pobj)) + tcols
                         continue
-                    # unknown consumer: dump both streams raw
+                    # unknown consumer: dump both streams raw, each cut at --max-file-size
                     label = f"obj{pobj.seq:04d}"
-                    pfns = lists.byte_stream_pfns(pk.mem, pobj.obj, pk.diag, f"{node.name} {label}")
-                    blen = min(pobj.obj.data_len, len(pfns) * files.PAGE_SIZE)
-                    streams = [
-                        ("bytes", blen, lambda st, p=pfns, n=blen: files.byte_stream_chunks(pk.mem, p, n, st)),
-                        ("pages", pobj.pages.end_index * files.PAGE_SIZE,
-                         lambda st, n=pobj.pages.end_index * files.PAGE_SIZE:
-                         files.page_stream_chunks(pk.mem, pobj.pages, n, st, max_size=max_size)),
-                    ]
-                    for kind, length, factory in streams:
+
+                    def byte_chunks(st, n, pobj=pobj):
+                        if pobj.byte_stream_complete:   # read while decoding: no second read
+                            return files.inline_chunks(pobj.byte_stream[:n], st)
+                        return files.byte_stream_chunks(pk.mem, pobj.byte_pfns, n, st)
+
+                    def page_chunks(st, n, pobj=pobj):
+                        return files.page_stream_chunks(pk.mem, pobj.pages, n, st)
+
+                    streams = [("bytes", pobj.byte_len, byte_chunks),
+                               ("pages", pobj.pages.end_index * files.PAGE_SIZE, page_chunks)]
+                    for kind, full, factory in streams:
                         stats = files.StreamStats()
-                        length = min(length, max_size)
+                        length = min(full, max_size)
                         info = tarfile.TarInfo(f"{node_safe}/{label}.{kind}")
                         info.mode = 0o600
                         written, digest, tcols = self._emit(
                             f"{node_safe}__{label}.{kind}", length,
-                            lambda f=factory, st=stats: f(st), stats, tar, info)
+                            lambda f=factory, st=stats, n=length: f(st, n), stats, tar, info)
+                        if full > length:
+                            stats.truncated_from = full
                         absent = renderers.NotApplicableValue()
                         yield 0, base_row + (
                             f"{label}.{kind}", stats.size, digest, written, absent, absent, absent,
                             absent, absent, absent, absent, pobj.consumer, kind,
-                            pobj.pages.pages if kind == "pages" else len(pfns),
-                            format_hints.Hex(pobj.obj.pfn), self._status(length, stats, pobj)) + tcols
+                            pobj.pages.pages if kind == "pages" else len(pobj.byte_pfns),
+                            format_hints.Hex(pobj.obj.pfn), self._status(stats, pobj)) + tcols
                 logged = vol3.log_problems(pk, logged)
         finally:
             if tar is not None:
@@ -142,7 +147,7 @@ class Extract(interfaces.plugins.PluginInterface):
         vol3.log_problems(pk, logged)
 
     @staticmethod
-    def _status(declared: int, stats: files.StreamStats, pobj) -> str:
+    def _status(stats: files.StreamStats, pobj) -> str:
         notes = files.describe_stats(stats)
         if pobj.node.flags:
             notes.append("node save/load in progress")
