@@ -6,8 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import reserved_pfns_from_manifest, reserved_pfns_from_rows
+
 BIN = Path(sys.executable).parent
-DEMO = Path(__file__).resolve().parents[1] / "testdata" / "pkram-v1-demo.raw"
+DATA = Path(__file__).resolve().parents[1] / "testdata"
+DEMO = DATA / "pkram-v1-demo.raw"
+TRUTH = reserved_pfns_from_manifest(json.loads((DATA / "pkram-v1-demo.manifest.json").read_text()))
 
 
 def _env(home):
@@ -29,8 +33,8 @@ def test_plugin_dir_with_vol_p(tmp_path):
     plugin_dir = subprocess.run([sys.executable, "-m", "volatility_pkram", "plugin-dir"],
                                 capture_output=True, text=True, check=True).stdout.strip()
     assert (Path(plugin_dir) / "linux" / "pkram" / "ranges.py").is_file()
-    rows = _ranges([str(BIN / "vol"), "-p", plugin_dir], env, tmp_path)
-    assert rows == _ranges([str(BIN / "vol-pkram")], env, tmp_path)
+    assert reserved_pfns_from_rows(_ranges([str(BIN / "vol"), "-p", plugin_dir], env, tmp_path)) == TRUTH
+    assert reserved_pfns_from_rows(_ranges([str(BIN / "vol-pkram")], env, tmp_path)) == TRUTH
 
 
 def test_install_config_makes_plain_vol_find_the_plugins(tmp_path):
@@ -40,7 +44,7 @@ def test_install_config_makes_plain_vol_find_the_plugins(tmp_path):
     assert before.returncode != 0
     subprocess.run([sys.executable, "-m", "volatility_pkram", "install-config"], env=env, check=True,
                    capture_output=True)
-    assert len(_ranges([str(BIN / "vol")], env, tmp_path)) > 0
+    assert reserved_pfns_from_rows(_ranges([str(BIN / "vol")], env, tmp_path)) == TRUTH
     subprocess.run([sys.executable, "-m", "volatility_pkram", "remove-config"], env=env, check=True,
                    capture_output=True)
     config = json.loads((tmp_path / ".config" / "volatility3" / "vol.json").read_text())
