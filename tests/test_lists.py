@@ -49,7 +49,8 @@ def test_cycles_and_bad_entries_are_bounded():
     diag = Diagnostics()
     ps = page_stream(mem, 0x10, diag)
     assert list(ps.extents()) == [(0, 0x102, 1)]
-    assert {p.kind for p in diag} >= {"cycle", "bad-entry-order", "pfn-out-of-range"}
+    assert {p.kind for p in diag} >= {"cycle", "bad-entry-order", "entry-out-of-range"}
+    assert ps.outside == [(5, 0x7FFFF, 1)]   # the first entry of the link at index 5
 
 
 def test_node_signature_checks():

@@ -119,6 +119,8 @@ class PageStream:
     link_pfns: List[int] = field(default_factory=list)
     zeroed_entries: int = 0
     overlapping_entries: int = 0
+    #: entries skipped because they point outside the image: ``(page_index, pfn, npages)``
+    outside: List[Tuple[int, int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -206,6 +208,8 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
             npages = 1 << order
             if pfn + npages > max_pfn or pfn == 0:
                 bad_pfn += 1
+                if len(raw.outside) < 4096:
+                    raw.outside.append((idx, pfn, npages))
                 idx += npages
                 continue
             if idx + npages > 1 << 52:
@@ -227,12 +231,13 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
         diag.add("bad-entry-order", ERROR, f"{bad_order} entries with an order above "
                  f"{fmt.MAX_ENTRY_ORDER} were skipped", head_pfn, context)
     if bad_pfn:
-        diag.add("pfn-out-of-range", ERROR, f"{bad_pfn} entries point outside the image "
+        diag.add("entry-out-of-range", ERROR, f"{bad_pfn} entries point outside the image "
                  f"(max PFN 0x{max_pfn:x}) and were skipped", head_pfn, context)
     if all(a[1] <= b[0] for a, b in zip(segments, segments[1:])):
         return raw   # already ascending and disjoint (typical for FIFO lists)
     # Reorder link segments by their first index; entries inside a link are ascending.
-    out = PageStream(link_pfns=raw.link_pfns, zeroed_entries=raw.zeroed_entries)
+    out = PageStream(link_pfns=raw.link_pfns, zeroed_entries=raw.zeroed_entries,
+                     outside=raw.outside)
     covered = 0
     for _start, _end, pos, count in sorted(segments, key=lambda s: (s[0], s[2])):
         for i in range(pos, pos + count):
@@ -253,12 +258,13 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
 
 
 def byte_stream_pfns(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics,
-                     context: str = "") -> List[int]:
+                     context: str = "", link_pfns: Optional[List[int]] = None) -> List[int]:
     """PFNs of the byte-stream pages of ``obj`` in stream order.
 
     v1: the single ``data_pfn`` page. v2/v3: the order-0 entries of the
     ``bytes_head_link_pfn`` list, page k holding bytes ``[k*4096, (k+1)*4096)``
-    (``link->index`` is not used for byte streams).
+    (``link->index`` is not used for byte streams). The PFNs of the link pages
+    themselves are appended to ``link_pfns`` when it is given.
     """
     if obj.revision == 1:
         return [obj.data_pfn] if obj.data_pfn else []
@@ -268,6 +274,8 @@ def byte_stream_pfns(mem: PhysicalMemory, obj: fmt.Obj, diag: Diagnostics,
     # The whole chain is walked (cycle-guarded) even past data_len: a loop or
     # extra links there are harmless to reading but worth reporting.
     for link in pkram_links(mem, obj.bytes_head, diag, context):
+        if link_pfns is not None:
+            link_pfns.append(link.pfn)
         if len(pfns) >= limit:
             surplus += 1
             continue

@@ -8,7 +8,7 @@ hold (:meth:`Pkram.objects`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
 from . import files
@@ -65,6 +65,7 @@ class PreservedObject:
     pages: PageStream
     header: Optional[fmt.FileHeader]
     problems: tuple = ()            # findings recorded while decoding this object
+    byte_link_pfns: List[int] = field(default_factory=list)   # v2/v3 link pages of the byte stream
 
     @property
     def byte_stream_complete(self) -> bool:
@@ -237,7 +238,8 @@ class Pkram:
         for seq, obj in enumerate(pkram_objs(self.mem, node, self.revision, self.diag)):
             before = len(self.diag)
             ctx = f"{ctx_node} obj#{seq}"
-            pfns = byte_stream_pfns(self.mem, obj, self.diag, ctx)
+            byte_links: List[int] = []
+            pfns = byte_stream_pfns(self.mem, obj, self.diag, ctx, byte_links)
             byte_len = self._byte_len(obj, pfns, ctx)
             data, missing = self._read_inline(pfns, byte_len, obj, ctx)
             header = fmt.decode_file_header(data) if not missing else None
@@ -245,7 +247,8 @@ class Pkram:
                 ctx = f"{ctx_node}/{header.name}"
             stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
             found = self.diag.since(before)
-            yield PreservedObject(node, obj, seq, pfns, byte_len, data, missing, stream, header, found)
+            yield PreservedObject(node, obj, seq, pfns, byte_len, data, missing, stream, header, found,
+                                  byte_links)
 
     def _byte_len(self, obj: fmt.Obj, pfns: List[int], ctx: str) -> int:
         """``data_len``, capped by the pages that carry the stream (v1: one page)."""
