@@ -270,9 +270,18 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
 
 
 def log_problems(pk: Pkram, already: int = 0) -> int:
-    """Log the reader's findings not logged yet; return how many are logged now."""
+    """Log the reader's findings not logged yet; return how many are logged now.
+
+    A plugin that walks the lists twice (yarascan: files, then the audit)
+    records the same problems twice; each distinct one is logged once.
+    """
     items = list(pk.diag)
+    seen = pk.__dict__.setdefault("_logged_problems", set())
     for p in items[already:]:
+        key = (p.kind, p.pfn, p.context, p.message)
+        if key in seen:
+            continue
+        seen.add(key)
         level = {"error": logging.ERROR, "warning": logging.WARNING}.get(p.severity, logging.INFO)
         vollog.log(level, f"pkram: {p}")
     return len(items)
