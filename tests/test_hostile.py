@@ -67,3 +67,26 @@ def test_hostile_image(kind, image_cache, vol):
         findings = [r for r in info.rows if r["Section"] == "finding" and r["Value"] in ("error", "warning")]
         flagged = [r for r in res.rows if r["Status"] != "ok"]
         assert findings or flagged, f"{kind}: damage not reported"
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_image_audit_and_yarascan(kind, image_cache, vol):
+    """The incident plugins walk the same hostile metadata: bounded, no traceback, damage named."""
+    out, manifest = image_cache(f"hostile_{kind}", formats=("raw", "lime"))
+    image = out / manifest["images"]["lime" if kind == "lime_gap_meta" else "raw"]
+    audit = _timed(vol, image, "pkram.audit", output=False)
+    scan = _timed(vol, image, "pkram.yarascan", "--yara-string", "FILE shmem-", output=False)
+    if manifest.get("expect_error"):
+        assert audit.rc == scan.rc == 2
+        return
+    assert audit.rc == 0 and scan.rc == 0, audit.stderr + scan.stderr
+    assert audit.rows[-1]["Kind"] == "summary"
+    if kind not in ("bad_names", "pgd_loop"):
+        assert [r for r in audit.rows if r["Severity"] in ("medium", "high")], f"{kind}: no finding"
+    # intact files are scanned: their page stamps are found at the right file offsets
+    intact = set(manifest["hostile"]["intact_files"])
+    stamped = {(r["Node"], r["Name"]) for r in scan.rows if r["Source"] == "file"
+               and r["FileOffset"] % 2048 == 0}
+    for f in manifest["files"]:
+        if f["name"] in intact and f["pages_present"] and f["name"] in {"a2.bin", "b1.bin"}:
+            assert (f["node"], f["name"]) in stamped

@@ -323,3 +323,20 @@ def test_windowed_scan_finds_every_occurrence_once(seed, needle_len, window):
     got = [h.offset for h in scan_chunks(iter(chunks), _FindScanner(needle), window=window,
                                          overlap=16)]
     assert sorted(got) == want
+
+
+def test_long_holes_are_skipped_not_scanned():
+    """A 1 TiB hole costs two margins of zeros, and data after it keeps its true offset."""
+    seen = []
+
+    def scanner(data, base):
+        seen.append(len(data))
+        pos = data.find(b"MARK")
+        while pos >= 0:
+            yield base + pos, "r", "$a", b"MARK"
+            pos = data.find(b"MARK", pos + 1)
+
+    chunks = [(files.DATA, 8, b"xxMARKxx"), (files.HOLE, 1 << 40, None), (files.DATA, 6, b"MARKyy")]
+    hits = [h.offset for h in scan_chunks(iter(chunks), scanner, window=1 << 20, overlap=1 << 10)]
+    assert hits == [2, 8 + (1 << 40)]
+    assert sum(seen) < 1 << 12

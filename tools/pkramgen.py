@@ -100,6 +100,13 @@ _MAPPED_RUN = re.compile(rb"\x02+")
 
 FORMAT_VERSION = 1
 
+# Spec keys of the "preserved memory without the boot parameter" scenarios
+# (runtime images, scrubbed or stale pkram=).  A spec that uses none of them
+# (and keeps cmdline copies > 0) writes exactly the manifest it wrote before.
+_STATE_KEYS = ("state", "sb_state", "runtime_pgd", "stale_sb", "stale_cmdline_pfn",
+               "scrub_pkram", "stale_nodes", "node_lookalikes")
+_KVER = {1: "5.7.0-pkram", 2: "5.12.0-pkram", 3: "6.3.0-pkram"}
+
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
@@ -391,13 +398,19 @@ class Kernel:
         self.pkram_nodes: list[Node] = []   # LIST_HEAD pkram_nodes, head first
         self.kinds: dict[str, list[int]] = {
             "sb": [], "pgd": [], "table": [], "node": [], "obj": [], "link": [],
-            "bytes": [], "region_list": []}
+            "bytes": [], "region_list": [], "bitmap_slab": []}
         self.data_runs: list[tuple[int, int]] = []
         self.region_list_pfn = 0
         self.nr_regions = 0
         self.regions: list[tuple[int, int]] = []
         self.region_list_truncated = False
         self.sb_written = False
+        # v2/v3 runtime pagetable (mm/pkram_pagetable.c), only built when a
+        # scenario asks for it ("runtime_pgd"): see _v23_add_identity_map().
+        self.v23_table = False
+        self.slab_rng: random.Random | None = None
+        self.slab_cur = 0
+        self.slab_free: list[int] = []
 
     # -- boot ---------------------------------------------------------------
     def pkram_init_sb(self) -> None:
@@ -464,6 +477,8 @@ class Kernel:
         """
         if self.rev != 1:
             self._mark(pfn, HPAGE_NR if thp else 1)
+            if self.v23_table:
+                self._v23_add_identity_map(pfn, thp)
             return
 
         mem = self.mem
@@ -538,6 +553,83 @@ class Kernel:
             if not pending:
                 return
             page, is_thp = pending.pop(), False
+
+    def _bitmap_zalloc(self) -> tuple[int, int]:
+        """``bitmap_zalloc(PTRS_PER_PTE, GFP_ATOMIC)``: a zeroed 64-byte
+        kmalloc-64 object.  A kmalloc-64 slab page (SLUB, no debug: 64
+        objects of 64 bytes in one order-0 page) is shared with the rest of
+        the kernel: the slots not used for bitmaps hold other objects or
+        freed junk (random bytes or zeros here), and the allocator hands out
+        a random free slot (``CONFIG_SLAB_FREELIST_RANDOM``).  A new slab page
+        is taken when the current one has no free slot left.  Neither the
+        slab page nor the object is added to the map.  Returns (pfn, slot)."""
+        r = self.slab_rng
+        if not self.slab_free:
+            pfn = self.alloc.page()
+            page = bytearray(PAGE_SIZE)
+            for s in range(PAGE_SIZE // BITMAP_BYTES):
+                if r.random() < 0.75:
+                    page[s * BITMAP_BYTES:(s + 1) * BITMAP_BYTES] = r.randbytes(BITMAP_BYTES)
+            self.mem.pages[pfn] = page
+            self.kinds["bitmap_slab"].append(pfn)
+            self.slab_cur = pfn
+            self.slab_free = r.sample(range(PAGE_SIZE // BITMAP_BYTES), r.randint(6, 40))
+        slot = self.slab_free.pop()
+        self.mem.put(self.slab_cur, slot * BITMAP_BYTES, bytes(BITMAP_BYTES))
+        return self.slab_cur, slot
+
+    def _v23_add_identity_map(self, pfn: int, thp: bool) -> None:
+        """v2/v3 ``pkram_add_identity_map()`` (mm/pkram_pagetable.c) at
+        runtime.  The root ``pkram_pgd`` and every P4D/PUD/PMD page are
+        ``alloc_page(GFP_ATOMIC|__GFP_ZERO)`` pages that are NOT added to the
+        map (unlike v1), and there is no "goto again" for them.  The upper
+        levels hold raw physical addresses.  A PMD entry is
+        ``make_bitmap_pmd()``: the page-aligned physical address of the
+        kmalloc-64 slab page holding the bitmap, OR-ed with the slot number
+        (bits 0-5), so the bitmap is at ``(e & PAGE_MASK) + (e & 0x3F) * 64``.
+        ``| _PAGE_PSE`` once the bitmap is full; a THP added to an empty PMD
+        sets it to ``_PAGE_PSE`` alone.  4-level: ``pgd_none()`` is always
+        false, so the PGD entry (bits 39-47) points at the PUD page;
+        5-level: PGD bits 48-56 -> P4D page, P4D bits 39-47 -> PUD page."""
+        mem = self.mem
+        if not self.pgd_pfn:
+            self.pgd_pfn = self.alloc.page()
+            mem.zero_page(self.pgd_pfn)
+            self.kinds["pgd"].append(self.pgd_pfn)
+        paddr = pfn << PAGE_SHIFT
+
+        def level(table: int, shift: int) -> int:
+            i = (paddr >> shift) & 511
+            e = mem.get_u64(table, i * 8)
+            if e == 0:
+                e = self._alloc_table_page() << PAGE_SHIFT
+                mem.put_u64(table, i * 8, e)
+            return e >> PAGE_SHIFT
+
+        upper = level(self.pgd_pfn, 48) if self.levels == 5 else self.pgd_pfn
+        pud = level(upper, 39)
+        pmd = level(pud, 30)
+        i = (paddr >> 21) & 511
+        e = mem.get_u64(pmd, i * 8)
+        if e == 0:
+            if thp:
+                mem.put_u64(pmd, i * 8, _PAGE_PSE)
+                return
+            slab, slot = self._bitmap_zalloc()
+            e = (slab << PAGE_SHIFT) | slot
+            mem.put_u64(pmd, i * 8, e)
+        elif e & _PAGE_PSE:
+            raise GenError("BUG_ON(pmd_large(*pmd)) in pkram_add_identity_map")
+        if thp:
+            raise GenError("THP added to a non-empty PMD (kernel would set one bit)")
+        off = (e & 0x3F) * BITMAP_BYTES
+        bit = (paddr >> PAGE_SHIFT) & 511
+        page = mem.page(e >> PAGE_SHIFT)
+        if page[off + (bit >> 3)] & (1 << (bit & 7)):
+            raise GenError("BUG_ON(test_bit(index, bitmap))")
+        page[off + (bit >> 3)] |= 1 << (bit & 7)
+        if page[off:off + BITMAP_BYTES] == b"\xff" * BITMAP_BYTES:
+            mem.put_u64(pmd, i * 8, e | _PAGE_PSE)
 
     # -- nodes, objects, links ------------------------------------------------
     def pkram_prepare_save(self, name: str) -> Node:
@@ -1027,6 +1119,8 @@ class Builder:
         self.rng_str = random.Random(f"{tag}:strings")
         self.alloc = Allocator(self.mem, self.rng_alloc)
         self.k = Kernel(self.revision, self.levels, self.mem, self.alloc)
+        self.k.slab_rng = random.Random(f"{tag}:slab")
+        self.rng_rt = random.Random(f"{tag}:runtime")
         self.content = Content(self.spec.get("content", "random"), seed)
         self.files: list[FileRec] = []
         self.raws: list[RawRec] = []
@@ -1038,6 +1132,61 @@ class Builder:
         self.hostile: dict | None = None
         self.cmdline_pfn: int | None = None
         self.truncate_at: int | None = None
+        self._init_state_keys()
+
+    def _init_state_keys(self) -> None:
+        """Validate the runtime / scrubbed / stale-parameter spec keys."""
+        sp = self.spec
+        cfg = sp.get("cmdline", {})
+        copies = int(cfg.get("copies", 2))
+        self.ext = (any(key in sp for key in _STATE_KEYS) or copies == 0
+                    or "plain" in cfg)
+        self.state = sp.get("state", "handed_over")
+        if self.state not in ("handed_over", "runtime"):
+            raise GenError("state must be 'handed_over' or 'runtime'")
+        runtime = self.state == "runtime"
+        self.sb_state = sp.get("sb_state", "zero" if runtime else None)
+        if runtime:
+            if self.sb_state not in ("zero", "stale", "none"):
+                raise GenError("sb_state must be 'zero', 'stale' or 'none'")
+            if sp.get("hostile") or sp.get("chain_unfinished"):
+                raise GenError("hostile/chain_unfinished need a handed-over image")
+        elif "sb_state" in sp:
+            raise GenError("sb_state applies to state 'runtime' only")
+        if self.sb_state == "none" and copies:
+            raise GenError("sb_state 'none': there is no super block for pkram= to name")
+        self.runtime_pgd = bool(sp.get("runtime_pgd", False))
+        if self.runtime_pgd and not (runtime and self.revision in (2, 3)):
+            raise GenError("runtime_pgd applies to v2/v3 runtime images "
+                           "(v1 always has its pagetable)")
+        if self.runtime_pgd:
+            # pgtable_l5_enabled() of the running kernel decides the depth
+            self.k.v23_table = True
+        self.stale_cmdline = sp.get("stale_cmdline_pfn")
+        if self.stale_cmdline is not None:
+            if self.stale_cmdline not in ("zero", "random", "old_sb"):
+                raise GenError("stale_cmdline_pfn must be 'zero', 'random' or 'old_sb'")
+            if runtime or sp.get("hostile") or not copies:
+                raise GenError("stale_cmdline_pfn needs a handed-over, non-hostile image "
+                               "with cmdline copies > 0")
+        st = sp.get("stale_sb", {})
+        for key, val in st.items():
+            if key in ("node_pfn", "pgd_pfn", "region_list_pfn"):
+                if val not in ("random", "zero"):
+                    raise GenError(f"stale_sb.{key} must be 'random' or 'zero'")
+            elif key != "nr_regions":
+                raise GenError(f"unknown stale_sb key {key!r}")
+        self.scrub = bool(sp.get("scrub_pkram"))
+        if self.scrub and (copies or sp.get("decoys")):
+            raise GenError("scrub_pkram needs cmdline copies 0 and no string decoys "
+                           "(every decoy kind contains 'pkram=')")
+        for key in ("stale_nodes", "node_lookalikes"):
+            if int(sp.get(key, 0)) < 0:
+                raise GenError(f"{key} must be >= 0")
+        self.stale_sb_info: dict | None = None
+        self.stale_cmdline_info: dict | None = None
+        self.plain_cmdline: list[dict] = []
+        self.pkram_present: bool | None = None
 
     # -- phase 1: the page cache before the save --------------------------
     def _place(self, units_idx: list[int], thp_idx: set[int], copied: set[int],
@@ -1320,7 +1469,7 @@ class Builder:
         cfg = self.spec.get("cmdline", {})
         copies = int(cfg.get("copies", 2))
         variants = cfg.get("variants", ["bare", "0x", "newline"])
-        kver = {1: "5.7.0-pkram", 2: "5.12.0-pkram", 3: "6.3.0-pkram"}[self.revision]
+        kver = _KVER[self.revision]
         for c in range(copies):
             v = variants[c % len(variants)]
             val = self._fmt_pfn(self.k.sb_pfn if self.cmdline_pfn is None
@@ -1371,6 +1520,183 @@ class Builder:
         for _ in range(n):
             pfn = self.alloc.page()
             self.mem.stream(pfn, r.randbytes(PAGE_SIZE))
+
+    # -- runtime images, stale and scrubbed pkram= ----------------------------
+    def _junk_page(self, kind: str) -> int:
+        """A page that PKRAM no longer owns: freed and reused by someone else
+        (``"random"``: random bytes) or freed and zeroed (``"zero"``)."""
+        pfn = self.alloc.page()
+        if kind == "random":
+            self.mem.stream(pfn, self.rng_rt.randbytes(PAGE_SIZE))
+        elif kind != "zero":
+            raise GenError(f"bad junk page kind {kind!r}")
+        return pfn
+
+    def _write_old_sb(self, pfn: int) -> dict:
+        """Write the super block of an EARLIER boot into page ``pfn``: its
+        pointers name pages that have since been freed and reused (the old
+        first node was loaded and freed; v1: the old pagetable was freed by
+        ``pkram_free_pgt()`` in ``mem_init()``; v2/v3: the region-list pages
+        were freed by ``pkram_cleanup()``).  v2/v3 keep the magic.  Returns
+        the values written (manifest ``stale_sb`` / ``stale_cmdline``)."""
+        cfg = self.spec.get("stale_sb", {})
+        v1 = self.revision == 1
+        tab = "pgd_pfn" if v1 else "region_list_pfn"
+        node_kind = cfg.get("node_pfn", "random")
+        tab_kind = cfg.get(tab, "zero" if v1 else "random")
+        node_t = self._junk_page(node_kind)
+        tab_t = self._junk_page(tab_kind)
+        m = self.mem
+        m.zero_page(pfn)
+        if v1:
+            m.put_u64(pfn, 0x00, node_t)
+            m.put_u64(pfn, 0x08, tab_t)
+            return {"node_pfn": node_t, "pgd_pfn": tab_t,
+                    "targets": {"node_pfn": node_kind, "pgd_pfn": tab_kind}}
+        nr = int(cfg.get("nr_regions", self.rng_rt.randint(3, 40)))
+        m.put_u32(pfn, 0x00, PKRAM_MAGIC)
+        m.put_u64(pfn, 0x08, node_t)
+        m.put_u64(pfn, 0x10, tab_t)
+        m.put_u64(pfn, 0x18, nr)
+        return {"magic": True, "node_pfn": node_t, "region_list_pfn": tab_t,
+                "nr_regions": nr,
+                "targets": {"node_pfn": node_kind, "region_list_pfn": tab_kind}}
+
+    def _stale_cmdline(self) -> None:
+        """``stale_cmdline_pfn``: every ``pkram=`` names a wrong page (all
+        zero, random bytes, or the super block of an earlier boot), while the
+        real, intact super block sits elsewhere, unnamed."""
+        kind = self.stale_cmdline
+        if kind == "old_sb":
+            pfn = self.alloc.page()
+            info = {"kind": kind, "pfn": pfn, **self._write_old_sb(pfn)}
+        else:
+            pfn = self._junk_page(kind)
+            info = {"kind": kind, "pfn": pfn}
+        self.cmdline_pfn = pfn
+        self.stale_cmdline_info = info
+
+    def _place_plain_cmdlines(self) -> None:
+        """``cmdline.plain``: kernel command lines WITHOUT ``pkram=`` (the
+        first at 0x20000 when no ``pkram=`` copy took that place)."""
+        cfg = self.spec.get("cmdline", {})
+        copies = int(cfg.get("copies", 2))
+        for c in range(int(cfg.get("plain", 0))):
+            text = (f"BOOT_IMAGE=/vmlinuz-{_KVER[self.revision]} root=/dev/vda ro "
+                    "console=ttyS0 quiet")
+            phys = self._put_string(text, QEMU_CMDLINE_ADDR if c == 0 and not copies else None)
+            self.plain_cmdline.append({"offset": phys, "text": text})
+
+    def _node_page(self, pfn: int, flags: int, obj_pfn: int, node_pfn: int,
+                   name: bytes) -> None:
+        m = self.mem
+        m.zero_page(pfn)
+        m.put_u32(pfn, 0x00, flags)
+        m.put_u64(pfn, 0x08, obj_pfn)
+        m.put_u64(pfn, 0x10, node_pfn)
+        m.put(pfn, 0x18, name + b"\0")
+
+    def _stale_nodes(self) -> None:
+        """``stale_nodes``: node pages of an earlier boot's hand-over that
+        this kernel never took over (e.g. it booted without ``pkram=``):
+        free memory, not in ``pkram_nodes``, not marked, referenced by
+        nothing live.  They keep their old contents (flags 0, the old
+        ``node_pfn`` chain between them), but their ``obj_pfn`` page has been
+        reused (random bytes) or zeroed.  The first one reuses the name of a
+        live tmpfs node when there is one."""
+        n = int(self.spec.get("stale_nodes", 0))
+        if not n:
+            return
+        pfns = [self.alloc.page() for _ in range(n)]
+        live = [nd.name for nd in reversed(self.k.pkram_nodes) if nd.consumer == "shmem"]
+        for i, pfn in enumerate(pfns):
+            kind = ("random", "zero")[i % 2]
+            target = self._junk_page(kind)
+            nxt = pfns[i + 1] if i + 1 < n else 0
+            name = live[0] if i == 0 and live else f"shmem-prev{i}"
+            self._node_page(pfn, 0, target, nxt, name.encode())
+            self.decoys.append({
+                "kind": "stale_node", "offset": (pfn << PAGE_SHIFT) + 0x18, "text": name,
+                "why": "node page of an earlier boot: not in pkram_nodes, not marked, "
+                       f"its obj_pfn page holds {'random bytes' if kind == 'random' else 'zeros'}",
+                "pfn": pfn, "flags": 0, "obj_pfn": target, "node_pfn": nxt, "obj_page": kind})
+
+    def _node_lookalikes(self) -> None:
+        """``node_lookalikes``: pages that are not PKRAM nodes but come close:
+        plausible flags/obj_pfn/node_pfn in the first 0x18 bytes, then
+        (even) a name with control characters and obj_pfn pointing at a live
+        obj of a real node, or (odd) a printable name followed by non-zero
+        junk where a node page is zero."""
+        n = int(self.spec.get("node_lookalikes", 0))
+        r = self.rng_rt
+        live_objs = [o.pfn for nd in self.k.pkram_nodes for o in nd.objs]
+        for i in range(n):
+            pfn = self.alloc.page()
+            if i % 2 == 0:
+                name = "shmem-\x01\x02\x7f\x1b[0m"
+                if live_objs:
+                    obj, points = live_objs[r.randrange(len(live_objs))], "live_obj"
+                else:
+                    obj, points = self._junk_page("random"), "random"
+                self._node_page(pfn, 0, obj, 0, name.encode())
+                why = "node-like page, but its name holds control characters"
+            else:
+                name = "shmem-cache"
+                obj, points = self._junk_page("random"), "random"
+                self._node_page(pfn, 0, obj, 0, name.encode())
+                junk = b"\xa5" + r.randbytes(31)
+                self.mem.put(pfn, 0x18 + len(name) + 1, junk)
+                self.mem.put(pfn, 0x800, b"\x5a" + r.randbytes(63))
+                why = "node-like page, but non-zero bytes follow the name's NUL"
+            self.decoys.append({
+                "kind": "node_lookalike", "offset": (pfn << PAGE_SHIFT) + 0x18, "text": name,
+                "why": why, "pfn": pfn, "flags": 0, "obj_pfn": obj, "node_pfn": 0,
+                "obj_page": points})
+
+    def _find_pkram_string(self, data_runs: list[list[int]]) -> bool:
+        """Is the byte sequence ``pkram=`` anywhere in the raw image?  Only
+        the runs that hold data can contain it (the rest is zero)."""
+        needle = b"pkram="
+        fd = self.mem.fd
+        for pfn, n in data_runs:
+            pos, end = pfn << PAGE_SHIFT, (pfn + n) << PAGE_SHIFT
+            tail = b""
+            while pos < end:
+                k = min(end - pos, 16 << 20)
+                buf = tail + os.pread(fd, k, pos)
+                if needle in buf:
+                    return True
+                tail = buf[-(len(needle) - 1):]
+                pos += k
+        return False
+
+    def _manifest_state(self, man: dict) -> None:
+        """Manifest keys of the runtime / scrubbed / stale-parameter
+        scenarios (only when a scenario uses them)."""
+        if not self.ext:
+            return
+        k = self.k
+        man["state"] = self.state
+        man["pkram_string_present"] = self.pkram_present
+        if self.plain_cmdline:
+            man["plain_cmdline"] = self.plain_cmdline
+        if self.stale_cmdline_info:
+            man["stale_cmdline"] = self.stale_cmdline_info
+        if self.state != "runtime":
+            return
+        table = bool(k.pgd_pfn)
+        man["sb_pfn"] = None if self.sb_state == "none" else k.sb_pfn
+        man["pgd_pfn"] = k.pgd_pfn if table else None
+        if self.revision != 1:
+            man["region_list_pfn"] = man["nr_regions"] = None
+        if self.runtime_pgd:
+            # paging_levels stays null for v2/v3 (nothing handed over uses it)
+            man["runtime_pgd_levels"] = self.levels
+            man["page_kinds"]["bitmap_slab"] = sorted(k.kinds["bitmap_slab"])
+        man["reserved"] = []
+        man["sb_state"] = self.sb_state
+        man["stale_sb"] = self.stale_sb_info
+        man["runtime_marked"] = _merge_runs(k._preserved_runs()) if table else None
 
     # -- outputs --------------------------------------------------------------
     def _ranges_minus(self, gaps: list[list[int]]) -> list[tuple[int, int]]:
@@ -1466,7 +1792,8 @@ class Builder:
     # -- main -----------------------------------------------------------------
     def run(self) -> dict:
         k = self.k
-        k.pkram_init_sb()
+        if self.sb_state != "none":
+            k.pkram_init_sb()
         # Phase 1: populate the page cache (files exist long before the save).
         plan: list[tuple[dict, list]] = []
         for ns in self.spec.get("nodes", []):
@@ -1504,20 +1831,36 @@ class Builder:
                     "node": node.name, "file": None,
                     "detail": "node flags=1 (PKRAM_SAVE, save in progress) but chained"})
         self._plant_orphans()
-        # Reboot notifier.
-        k.pkram_reboot(chain_unfinished=bool(self.spec.get("chain_unfinished")))
+        if self.state == "runtime":
+            # Imaged in the saving kernel before __pkram_reboot(): nothing is
+            # chained, the super block is left as it was since boot.
+            if self.sb_state == "stale":
+                self.stale_sb_info = self._write_old_sb(k.sb_pfn)
+        else:
+            # Reboot notifier.
+            k.pkram_reboot(chain_unfinished=bool(self.spec.get("chain_unfinished")))
         if self.spec.get("hostile", {}).get("kind") == "garbage_sb":
             gp = self.alloc.page()
             self.mem.stream(gp, random.Random(f"{self.seed}:garbage_sb").randbytes(PAGE_SIZE))
             self.cmdline_pfn = gp
+        if self.stale_cmdline:
+            self._stale_cmdline()
         # The kexec'd kernel's command line, decoys, unrelated memory.
         self._place_cmdlines()
+        self._place_plain_cmdlines()
         self._place_decoys()
+        self._stale_nodes()
+        self._node_lookalikes()
         self._noise()
         self._compute_markers()
         self._apply_hostile()
         self._resolve_lime_gaps()
         data_runs = self.mem.flush()
+        if self.ext:
+            self.pkram_present = self._find_pkram_string(data_runs)
+            if self.scrub and self.pkram_present:
+                raise GenError("'pkram=' occurs by chance in the image content; "
+                               "use another seed")
         images = {"raw": "image.raw"}
         if "lime" in self.formats:
             self._write_lime(data_runs)
@@ -1530,6 +1873,7 @@ class Builder:
             os.truncate(os.path.join(self.out_dir, "image.raw"), self.truncate_at)
         manifest = self._manifest(images)
         self._manifest_extras(manifest)
+        self._manifest_state(manifest)
         with open(os.path.join(self.out_dir, "manifest.json"), "w") as f:
             f.write(_dumps(manifest))
         return manifest
@@ -1794,7 +2138,9 @@ class Builder:
         k = self.k
         chain: list[Node] = []
         by_pfn = {n.pfn: n for n in k.pkram_nodes}
-        p = self.mem.get_u64(k.sb_pfn, 0x00 if self.revision == 1 else 0x08)
+        # (a runtime super block may hold a stale node_pfn: never follow it)
+        p = self.mem.get_u64(k.sb_pfn, 0x00 if self.revision == 1 else 0x08) \
+            if k.sb_written else 0
         while p:
             chain.append(by_pfn[p])
             p = by_pfn[p].next_pfn
@@ -2166,6 +2512,80 @@ def _hostile_scenarios() -> dict[str, dict]:
     return out
 
 
+def _nopkram_nodes(rev: int, unfinished: bool = False) -> list[dict]:
+    """Small content of the runtime / scrubbed / stale-parameter scenarios:
+    a text file, a sparse file, a 600-page file (2 page links), a file with
+    one THP, and an unknown-consumer node."""
+    files = [
+        {"name": "notes.txt", "text": _TEXT[:2500], "uid": 1000, "gid": 1000},
+        {"name": "sparse.bin", "size": 300 * PAGE_SIZE + 123,
+         "pages": [[0, 2], [10, 5], [64, 1], [299, 2]]},
+        {"name": "multi.dat", "size": 600 * PAGE_SIZE + 17},
+        {"name": "huge.bin", "size": (HPAGE_NR + 3) * PAGE_SIZE, "thp": [0]},
+    ]
+    nodes = [{"name": "shmem-keep", "files": files},
+             {"name": "vmm-keepalive", "objects": [
+                 {"bytes_len": 100 if rev == 1 else 5000, "pages": [[0, 3], [8, 1]]}]}]
+    if unfinished:
+        nodes.append({"name": "shmem-busy", "unfinished": True,
+                      "files": [{"name": "partial.bin", "size": 7 * PAGE_SIZE}]})
+    return nodes
+
+
+def _scrubbed(rev: int) -> dict:
+    return {"name": f"v{rev}_scrubbed",
+            "description": f"v{rev} handed over, but no 'pkram=' anywhere in the image",
+            "revision": rev, "paging_levels": 4, "mem_size": "64M",
+            "nodes": _nopkram_nodes(rev), "cmdline": {"copies": 0, "plain": 1},
+            "scrub_pkram": True, "noise_pages": 32}
+
+
+def _runtime(rev: int, sb_state: str, name: str, levels: int = 4,
+             runtime_pgd: bool = False, unfinished: bool = False) -> dict:
+    spec = {"name": name, "revision": rev, "paging_levels": levels, "mem_size": "64M",
+            "state": "runtime", "sb_state": sb_state,
+            "nodes": _nopkram_nodes(rev, unfinished), "node_lookalikes": 2,
+            "noise_pages": 32}
+    how = {"zero": "a fresh all-zero super block",
+           "stale": "the previous boot's super block (stale pointers), named by pkram=",
+           "none": "no super block page"}[sb_state]
+    spec["description"] = (f"v{rev}{' 5-level' if levels == 5 else ''} runtime image "
+                           f"(before __pkram_reboot): {how}")
+    if rev == 1:
+        spec["stale_nodes"] = 2
+    if runtime_pgd:
+        spec["runtime_pgd"] = True
+        spec["description"] += ", runtime pagetable with kmalloc-64 bitmaps"
+    if sb_state == "stale":
+        spec["cmdline"] = {"copies": 1, "variants": ["bare"]}
+    else:
+        spec["cmdline"] = {"copies": 0, "plain": 1}
+        spec["scrub_pkram"] = True
+    return spec
+
+
+def _stale_param(rev: int) -> dict:
+    return {"name": f"v{rev}_stale_param",
+            "description": f"v{rev} handed over, but pkram= names an earlier boot's super "
+                           "block; the real one is elsewhere",
+            "revision": rev, "paging_levels": 4, "mem_size": "64M",
+            "nodes": _nopkram_nodes(rev), "stale_cmdline_pfn": "old_sb",
+            "cmdline": {"copies": 2, "variants": ["bare", "0x"]}, "noise_pages": 32}
+
+
+def _nopkram_scenarios() -> dict[str, dict]:
+    specs = [_scrubbed(1), _scrubbed(2), _scrubbed(3),
+             _runtime(1, "zero", "v1_runtime_zero_sb"),
+             _runtime(1, "stale", "v1_runtime_stale_sb"),
+             _runtime(1, "none", "v1_runtime_no_sb"),
+             _runtime(1, "zero", "v1_runtime_5level", levels=5, unfinished=True),
+             _runtime(2, "zero", "v2_runtime_zero_sb", runtime_pgd=True),
+             _runtime(2, "stale", "v2_runtime_stale_sb"),
+             _runtime(3, "zero", "v3_runtime_zero_sb", runtime_pgd=True),
+             _stale_param(1), _stale_param(2)]
+    return {sp["name"]: sp for sp in specs}
+
+
 def _build_scenarios() -> dict[str, dict]:
     s: dict[str, dict] = {}
     s["v1_basic"] = _basic(1, 4, "v1_basic")
@@ -2232,6 +2652,12 @@ def _build_scenarios() -> dict[str, dict]:
     s["v2_audit"] = _audit(2, "v2_audit")
     s["v1_triage"] = _triage("v1_triage")
     s.update(_hostile_scenarios())
+    s.update(_nopkram_scenarios())
+    s["bench_scan_v2"] = {"name": "bench_scan_v2", "bench": True, "revision": 2,
+                          "mem_size": "8G", "cmdline": {"copies": 0}, "decoys": [],
+                          "scrub_pkram": True,
+                          "description": "benchmark: bench_v2 with no 'pkram=' anywhere "
+                                         "(scan speed; 8G default)"}
     for v in s.values():
         v.setdefault("lime_gaps", [list(LEGACY_HOLE)])
     return s

@@ -85,18 +85,36 @@ class PageMap:
 
 
 def _windows(chunks: Iterable[files.Chunk], window: int, overlap: int) -> Iterator[Tuple[int, bytes, bool]]:
-    """Cut a chunk stream into ``(offset, bytes, last)`` windows of ``window + overlap`` bytes."""
+    """Cut a chunk stream into ``(offset, bytes, final)`` windows of ``window + overlap`` bytes.
+
+    Holes and missing pages read as zeros, like the rebuilt file, except that
+    a zero run longer than ``2 * overlap`` is cut short: ``overlap`` zeros
+    are kept on each side and the middle is skipped (a sparse file of 16 GiB
+    must not cost a scan of 16 GiB of zeros). ``final`` marks the last window
+    before such a skip or the end, whose matches are all kept.
+    """
     buf = bytearray()
     base = 0
-    for kind, length, data in chunks:
-        if kind == files.DATA:
-            buf += data
-        else:   # holes and missing pages read as zeros, like the rebuilt file
-            buf += bytes(length)
+
+    def full():
+        nonlocal base
         while len(buf) >= window + overlap:
             yield base, bytes(buf[:window + overlap]), False
             del buf[:window]
             base += window
+
+    for kind, length, data in chunks:
+        if kind == files.DATA:
+            buf += data
+        elif length <= 2 * overlap:
+            buf += bytes(length)
+        else:
+            buf += bytes(overlap)
+            yield from full()
+            yield base, bytes(buf), True
+            base += len(buf) + length - 2 * overlap
+            buf = bytearray(overlap)
+        yield from full()
     yield base, bytes(buf), True
 
 
