@@ -23,6 +23,11 @@ It then places kernel command lines carrying ``pkram=<sb pfn>`` (plus decoys)
 and noise, and writes a raw image (sparse), optionally LiME and ELF-core
 images, and ``manifest.json`` describing the truth.
 
+Runtime images (``"state": "runtime"``) stop before the reboot: nodes are not
+chained, the super block is zero, stale or absent, and for v2/v3 the runtime
+pagetable (kmalloc-64 bitmaps) can be built.  Other scenarios scrub every
+``pkram=`` from the image or let it name a stale page.
+
 It is written from the format specification (docs/pkram-format.md and the
 RFC patches), never from the reader in ``volatility_pkram``: it is meant to be
 independent ground truth.
