@@ -30,7 +30,8 @@ import pkramgen  # noqa: E402
 PAGE = 4096
 MAGIC = 0x706B726D
 SMALL = [n for n in pkramgen.SCENARIOS if not n.startswith(("bench", "hostile_"))
-         and not pkramgen.SCENARIOS[n].get("audit")]
+         and not pkramgen.SCENARIOS[n].get("audit")
+         and not {"state", "scrub_pkram", "stale_cmdline_pfn"} & set(pkramgen.SCENARIOS[n])]
 HOSTILE = [n for n in pkramgen.SCENARIOS if n.startswith("hostile_")]
 
 

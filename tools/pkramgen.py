@@ -2726,7 +2726,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pkramgen: error: {exc}", file=sys.stderr)
         return 2
     dt = time.monotonic() - t0
-    print(f"{m['scenario']}: revision {m['revision']}, sb_pfn {m['sb_pfn']:#x}, "
+    sb = "none" if m["sb_pfn"] is None else f"{m['sb_pfn']:#x}"
+    print(f"{m['scenario']}: revision {m['revision']}, sb_pfn {sb}, "
           f"{len(m['nodes'])} nodes, {len(m['files'])} files, "
           f"{len(m['raw_objects'])} raw objects, "
           f"{sum(n for _, n in m['reserved'])} pages reserved, "

@@ -24,11 +24,16 @@ from typing import Dict, List, Optional, Tuple
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from .problems import ERROR, WARNING, Diagnostics
 
-__all__ = ["PSE", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
+__all__ = ["PSE", "V1", "SLAB", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
            "runs_contain"]
 
 #: ``_PAGE_PSE``: a PMD entry covering its whole 2 MiB.
 PSE = 0x80
+#: table encodings: RFC v1 (bitmap pages, self-marked) and the v2/v3 runtime table (slab slots)
+V1, SLAB = "v1", "slab"
+#: v2/v3 ``make_bitmap_pmd()``: slot of the 64-byte bitmap inside its kmalloc-64 slab page
+SLOT_MASK = 0x3F
+SLOT_SIZE = 64
 PTRS_PER_TABLE = 512
 PMD_SHIFT = 21
 _PHYS_MASK = (1 << 52) - 1
@@ -86,9 +91,13 @@ def _bitmap_runs(bits: int, base_pfn: int):
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
-                      diag: Optional[Diagnostics] = None) -> IdentityMap:
-    """Walk the v1 identity map from ``pgd_pfn`` as a ``levels``-level (4 or 5) table.
+                      diag: Optional[Diagnostics] = None, encoding: str = V1) -> IdentityMap:
+    """Walk the identity map from ``pgd_pfn`` as a ``levels``-level (4 or 5) table.
 
+    ``encoding`` is :data:`V1` (a PMD entry holds the address of a dedicated
+    bitmap page; table pages are marked in the table) or :data:`SLAB` (the
+    v2/v3 runtime table: a PMD entry is the address of a kmalloc-64 slab
+    page with the slot number in bits 0-5; table pages are not marked).
     Findings go to ``diag`` (or the result's own sink); ``inconsistencies``
     counts those that speak against this interpretation of the table.
     """
@@ -154,9 +163,33 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             result.table_pfns.append(child)
             walk(child, depth + 1, addr)
 
+    slab = encoding == SLAB
+    slots_seen = set()
+
     def pmd(e: int, addr: int, table_pfn: int) -> None:
         base_pfn = addr >> PAGE_SHIFT
         bitmap_addr = e & ~(PAGE_SIZE - 1) & _PHYS_MASK
+        if slab:
+            if e & (PAGE_SIZE - 1) & ~(PSE | SLOT_MASK) or e & ~_PHYS_MASK:
+                bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than "
+                    "PSE and the slab slot set", table_pfn)
+                return
+            if bitmap_addr == 0 and e & SLOT_MASK:
+                bad("bad-table-entry", f"PMD entry 0x{e:x} has a slot but no slab page", table_pfn)
+                return
+            if e & PSE and bitmap_addr == 0:
+                result.bare_pse += 1
+                add_run(base_pfn, PTRS_PER_TABLE)
+                return
+            bits = _slab_bitmap(bitmap_addr + (e & SLOT_MASK) * SLOT_SIZE, addr)
+            if e & PSE:
+                result.full_pse += 1
+                add_run(base_pfn, PTRS_PER_TABLE)
+                return
+            if bits:
+                for pfn, n in _bitmap_runs(bits, base_pfn):
+                    add_run(pfn, n)
+            return
         if e & (PAGE_SIZE - 1) & ~PSE or e & ~_PHYS_MASK:
             bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than PSE set",
                 table_pfn)
@@ -177,6 +210,22 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
                   "such a PMD)", bitmap_addr >> PAGE_SHIFT, f"{levels}-level identity map")
         for pfn, n in _bitmap_runs(bits, base_pfn):
             add_run(pfn, n)
+
+    def _slab_bitmap(bitmap_addr: int, addr: int) -> Optional[int]:
+        if bitmap_addr in slots_seen:
+            bad("cycle", f"slab bitmap 0x{bitmap_addr:x} for 0x{addr:x} is used twice", bitmap_addr >> PAGE_SHIFT)
+            return None
+        slots_seen.add(bitmap_addr)
+        result.bitmaps += 1
+        if (bitmap_addr >> PAGE_SHIFT) not in visited:
+            visited.add(bitmap_addr >> PAGE_SHIFT)
+            result.table_pfns.append(bitmap_addr >> PAGE_SHIFT)
+        try:
+            raw = mem.read(bitmap_addr, SLOT_SIZE)
+        except UnreadableError as exc:
+            bad("unreadable", f"slab bitmap not captured: {exc.reason}", bitmap_addr >> PAGE_SHIFT)
+            return None
+        return int.from_bytes(raw, "little")
 
     def _note_bitmap(bitmap_pfn: int, addr: int, full_expected: bool) -> Optional[int]:
         if bitmap_pfn in visited:
@@ -205,7 +254,7 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     if beyond[0]:
         d.add("beyond-image", WARNING, f"{beyond[0]} preserved pages lie beyond the end of the "
               "image (truncated capture?)", None, f"{levels}-level identity map")
-    unmarked = result.unmarked_tables()
+    unmarked = [] if slab else result.unmarked_tables()
     if unmarked:
         result.inconsistencies += len(unmarked)
         d.add("unmarked-table-page", ERROR, f"{len(unmarked)} table pages are not marked preserved "
@@ -228,7 +277,7 @@ class PagingChoice:
 
 
 def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int,
-                        forced: Optional[int] = None) -> PagingChoice:
+                        forced: Optional[int] = None, encoding: str = V1) -> PagingChoice:
     """Walk the table as 4- and 5-level and pick the self-consistent reading.
 
     The right reading explains every table page it visits as a preserved page
@@ -237,9 +286,9 @@ def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int,
     PMD pages as PUDs, and breaks those rules.
     """
     if forced in (4, 5):
-        walk = identity_map_walk(mem, pgd_pfn, forced)
+        walk = identity_map_walk(mem, pgd_pfn, forced, encoding=encoding)
         return PagingChoice(forced, f"{forced}-level forced by the caller", {forced: walk})
-    walks = {lv: identity_map_walk(mem, pgd_pfn, lv) for lv in (4, 5)}
+    walks = {lv: identity_map_walk(mem, pgd_pfn, lv, encoding=encoding) for lv in (4, 5)}
     w4, w5 = walks[4], walks[5]
     if w4.inconsistencies == w5.inconsistencies:
         if not w4.table_pfns and not w5.table_pfns:

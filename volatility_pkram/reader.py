@@ -9,12 +9,13 @@ hold (:meth:`Pkram.objects`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from . import files
 from . import format as fmt
-from .lists import PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
-from .pagetable import PagingChoice, infer_paging_levels
+from .lists import (PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs,
+                    read_meta_page)
+from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .problems import ERROR, INFO, WARNING, Diagnostics
 from .regions import RegionList, pkram_regions
@@ -98,8 +99,8 @@ def _merge_with_sources(items: List[Tuple[int, int, str]]) -> List[Range]:
     return out
 
 
-def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock,
-                 limit_objs: int = 512) -> Tuple[int, Optional[int], str]:
+def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512,
+                 nodes: Optional[Iterable[fmt.Node]] = None) -> Tuple[int, Optional[int], str]:
     """Tell RFC v2 from v3 by the compound entries of page streams.
 
     The layouts are identical. v2 marks a THP entry with
@@ -109,7 +110,7 @@ def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock,
     """
     diag = Diagnostics(limit=16)
     seen = 0
-    for node in pkram_nodes(mem, sb.node_pfn, diag):
+    for node in (nodes if nodes is not None else pkram_nodes(mem, sb.node_pfn, diag)):
         for obj in pkram_objs(mem, node, 2, diag):
             stream = page_stream(mem, obj.pages_head, diag)
             for order, flags in zip(stream.order, stream.flags):
@@ -131,9 +132,13 @@ class Pkram:
     """PKRAM state rooted at a super block, read from ``mem``."""
 
     def __init__(self, mem: PhysicalMemory, sb: fmt.SuperBlock, *, revision: Optional[int] = None,
-                 paging_levels: Optional[int] = None, diag: Optional[Diagnostics] = None):
+                 paging_levels: Optional[int] = None, diag: Optional[Diagnostics] = None,
+                 node_pfns: Optional[List[int]] = None):
         self.mem = mem
         self.sb = sb
+        #: the pre-kexec runtime state: carved node pages instead of the super block's chain
+        #: (``sb`` is then synthetic: PFN 0, and the carved ``pgd_pfn`` for v1)
+        self.node_pfns = node_pfns
         self.diag = diag if diag is not None else Diagnostics()
         self._forced = revision is not None
         #: revision whose layout is used to parse (v2 and v3 share every layout)
@@ -150,7 +155,8 @@ class Pkram:
             elif self.revision == 1:
                 self._label = ("v1", "no PKRAM_MAGIC in the super block (v1)")
             else:
-                _parse, proven, reason = detect_v2_v3(self.mem, self.sb)
+                _parse, proven, reason = detect_v2_v3(
+                    self.mem, self.sb, nodes=self.nodes() if self.runtime else None)
                 self._label = (f"v{proven}" if proven else "v2/v3", reason)
         return self._label
 
@@ -171,11 +177,12 @@ class Pkram:
 
     @property
     def paging(self) -> Optional[PagingChoice]:
-        """v1 only: the identity-map walk and the chosen table depth."""
-        if self.revision != 1 or not self.sb.pgd_pfn:
+        """The identity-map walk and the chosen table depth: v1, or a carved v2/v3 runtime table."""
+        if not self.sb.pgd_pfn or (self.revision != 1 and not self.runtime):
             return None
         if self._paging is None:
-            self._paging = infer_paging_levels(self.mem, self.sb.pgd_pfn, self._paging_levels)
+            self._paging = infer_paging_levels(self.mem, self.sb.pgd_pfn, self._paging_levels,
+                                               encoding=V1 if self.revision == 1 else SLAB)
             for p in self._paging.table.diag:
                 self.diag.add(p.kind, p.severity, p.message, p.pfn, p.context)
         return self._paging
@@ -198,6 +205,8 @@ class Pkram:
         list pages; the v2/v3 pagetable itself is not handed over.
         """
         items: List[Tuple[int, int, str]] = []
+        if self.runtime:
+            return self._runtime_ranges()
         if self.sb.empty:
             # v1 pkram_reserve(): "An empty pkram_sb is not an error" -- the page is
             # unreserved again; v2/v3 reject an all-zero page as an invalid super block.
@@ -221,10 +230,34 @@ class Pkram:
                           "come from the region list only", self.sb.pfn)
         return _merge_with_sources(items)
 
+    @property
+    def runtime(self) -> bool:
+        """True for the pre-kexec state: nodes carved, not reached from a super block."""
+        return self.node_pfns is not None
+
+    def _runtime_ranges(self) -> List[Range]:
+        """Runtime state: v1, what the live identity map (``pkram_pgd``) marks, plus its root."""
+        if self.paging is not None:
+            # v1 marks the table pages and reserves the root separately; the v2/v3
+            # runtime table marks neither (its pages are plain allocations)
+            items = [(self.sb.pgd_pfn, 1, SOURCE_PGD)] if self.revision == 1 else []
+            items += [(pfn, n, SOURCE_PAGETABLE) for pfn, n in self.paging.table.runs]
+            return _merge_with_sources(items)
+        self.diag.add("runtime-no-ranges", INFO, "runtime state: no consistent identity-map root "
+                      "(pkram_pgd) was found and v2/v3 build the region list only at reboot; the "
+                      "preserved ranges are not described in this image", None)
+        return []
+
     # -- objects ----------------------------------------------------------------
 
     def nodes(self) -> Iterator[fmt.Node]:
-        """``struct pkram_node`` pages in chain order."""
+        """``struct pkram_node`` pages in chain order (runtime state: in carved order)."""
+        if self.node_pfns is not None:
+            for pfn in self.node_pfns:
+                page = read_meta_page(self.mem, pfn, "node", self.diag)
+                if page is not None:
+                    yield fmt.decode_node(page, pfn)
+            return
         if self.sb.node_pfn:
             yield from pkram_nodes(self.mem, self.sb.node_pfn, self.diag)
 

@@ -19,7 +19,8 @@ from volatility3.framework import automagic, exceptions, interfaces
 from volatility3.framework.configuration import requirements
 from volatility3.framework.layers import intel, physical
 
-from . import locate
+from . import carve, locate
+from . import format as fmt
 from .physmem import PhysicalMemory, file_data_segments
 from .problems import Diagnostics
 from .reader import Pkram
@@ -144,7 +145,76 @@ def common_requirements() -> List[interfaces.configuration.RequirementInterface]
         requirements.ChoiceRequirement(
             name="paging_levels", choices=["auto", "4", "5"], default="auto", optional=True,
             description="v1 identity-map depth (default: infer from the table itself)"),
+        requirements.ChoiceRequirement(
+            name="carve", choices=["auto", "never", "always"], default="auto", optional=True,
+            description="Page carving for PKRAM structures: auto = when no valid pkram= super block "
+                        "(or only an empty one) is found; always = also when one is; never"),
     ]
+
+
+class PkramPageScanner(interfaces.layers.ScannerInterface):
+    """volatility scanner over physical pages: the carver's prefilter and classifier.
+
+    Yields :class:`~volatility_pkram.carve.PageHit` for pages that look like
+    a super block, a node or an identity-map root. A page is reported by the
+    chunk it starts in, so the one-page overlap never duplicates a hit.
+    """
+
+    thread_safe = True
+    _version = (1, 0, 0)
+
+    def __init__(self, max_pfn: int) -> None:
+        super().__init__()
+        self.max_pfn = max_pfn
+        self.chunk_size = 0x1000000
+        self.overlap = carve.PAGE_SIZE
+
+    def __call__(self, data: bytes, data_offset: int):
+        yield from carve.classify_chunk(data, data_offset, self.max_pfn, limit=self.chunk_size)
+
+
+def carve_layer(plugin: interfaces.plugins.PluginInterface, mem: "LayerMemory",
+                revision: Optional[int] = None, known_pgd_pfns=()) -> carve.CarveResult:
+    """Scan the physical layer with volatility's scanner framework and validate the hits."""
+    sections = [(a, b - a) for a, b in locate.coalesce(mem.data_extents(), max_gap=32 << 10)]
+    hits = mem.layer.scan(plugin.context, PkramPageScanner(mem.max_pfn),
+                          progress_callback=getattr(plugin, "_progress_callback", None),
+                          sections=sections)
+    return carve.recover(mem, hits, revision=revision, known_pgd_pfns=known_pgd_pfns)
+
+
+def _from_carve(mem: "LayerMemory", res: carve.CarveResult, revision: Optional[int],
+                paging_levels: Optional[int]) -> Optional[Tuple[Pkram, locate.Location]]:
+    """A reader for the best thing carving found: a valid super block, else the runtime nodes."""
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(res.hits.items())) or "no candidate page"
+    notes = [f"page carving: {summary}"]
+    if res.truncated:
+        notes.append("page carving hit its candidate limits; some candidates were not checked")
+    best = res.best_super_block
+    runtime = res.runtime_nodes
+    if best is not None:
+        loc = locate.Location("page carving (super block signature)", best, res.super_blocks, [], notes)
+        if runtime:
+            loc.warnings.append(f"{len(runtime)} valid node page(s) are not chained by this super "
+                                "block: " + ", ".join(f"0x{n.node.pfn:x} {n.node.name!r}"
+                                                      for n in runtime[:8]))
+        pk = Pkram(mem, best.sb, revision=revision, paging_levels=paging_levels, diag=Diagnostics())
+        return pk, loc
+    if not runtime:
+        return None
+    rev = revision or res.runtime_revision or (1 if res.best_pgd else 2)
+    pgd = res.best_pgd
+    sb = fmt.SuperBlock(0, 1 if rev == 1 else 2, 0, pgd_pfn=pgd.pfn if pgd else 0)
+    why = (f"{len(runtime)} unchained node page(s) with valid object lists (the saving kernel's "
+           "runtime state, before __pkram_reboot() chains them)")
+    chosen = locate.Candidate(0, verdict="runtime", reason=why, revision=rev, sb=sb,
+                              nodes=len(runtime), objs=sum(n.objs for n in runtime))
+    loc = locate.Location("page carving (runtime state)", chosen, res.super_blocks, [], notes)
+    loc.notes.append(f"identity-map root (pkram_pgd) 0x{pgd.pfn:x}: {pgd.reason}" if pgd else
+                     "no consistent identity-map root (pkram_pgd) found: ranges are not described")
+    pk = Pkram(mem, sb, revision=revision, paging_levels=paging_levels, diag=Diagnostics(),
+               node_pfns=[n.node.pfn for n in runtime])
+    return pk, loc
 
 
 def _int_choice(value) -> Optional[int]:
@@ -197,16 +267,19 @@ def _virt_to_pfn(layer, vaddr: int) -> Optional[int]:
         return None
 
 
-def kernel_tokens(plugin: interfaces.plugins.PluginInterface) -> Tuple[List[locate.Token], List[str]]:
+def kernel_tokens(plugin: interfaces.plugins.PluginInterface
+                  ) -> Tuple[List[locate.Token], List[str], List[int]]:
     """``pkram=`` evidence from the kernel's own variables, when a kernel ISF matches.
 
     ``saved_command_line`` (the command line the kernel booted with) always;
     ``pkram_sb`` and ``pkram_pgd`` (static in mm/pkram.c) on a PKRAM kernel
-    whose symbol table has them.
+    whose symbol table has them. Returns the tokens, notes, and the PFN of
+    the live identity-map root (``pkram_pgd``) for the runtime-state carver.
     """
+    pgd_pfns: List[int] = []
     kname = _ensure_kernel(plugin)
     if not kname:
-        return [], []
+        return [], [], pgd_pfns
     vmlinux = plugin.context.modules[kname]
     layer = plugin.context.layers[vmlinux.layer_name]
     tokens: List[locate.Token] = []
@@ -228,31 +301,70 @@ def kernel_tokens(plugin: interfaces.plugins.PluginInterface) -> Tuple[List[loca
     if pgd_ptr:
         pfn = _virt_to_pfn(layer, pgd_ptr)
         notes.append(f"kernel pkram_pgd = 0x{pgd_ptr:x} (PFN {'?' if pfn is None else hex(pfn)})")
-    return tokens, notes
+        if pfn is not None:
+            pgd_pfns.append(pfn)
+    return tokens, notes, pgd_pfns
 
 
 def open_pkram(plugin: interfaces.plugins.PluginInterface,
                cross_check: bool = False) -> Tuple[Pkram, locate.Location]:
-    """Locate the super block for ``plugin`` and return the reader and how it was found.
+    """Locate PKRAM for ``plugin``; return the reader and how it was found.
 
-    Raises :class:`PkramNotFound` (exit status 2, message on stderr) when no
-    candidate validates.
+    The ``pkram=`` routes come first (kernel variables, the physical scan).
+    Page carving (``--carve``) takes over when they give no valid super
+    block, or only an empty one (a stale parameter naming a zeroed page): it
+    finds super blocks by signature, or the unchained nodes of the saving
+    kernel's runtime state. Raises :class:`PkramNotFound` (exit status 2,
+    message on stderr) when nothing usable is found.
     """
     config = plugin.config
     layer = physical_layer(plugin.context, config["primary"])
     mem = LayerMemory(plugin.context, layer)
     revision = _int_choice(config.get("revision"))
-    known, kernel_notes = ([], []) if config.get("sb_pfn") is not None else kernel_tokens(plugin)
+    levels = _int_choice(config.get("paging_levels"))
+    carve_mode = config.get("carve") or "auto"
+    explicit = config.get("sb_pfn") is not None
+    known, kernel_notes, kernel_pgds = ([], [], []) if explicit else kernel_tokens(plugin)
+    loc: Optional[locate.Location] = None
+    failure: Optional[locate.LocateError] = None
     try:
         loc = locate.locate_super_block(
             mem, sb_pfn=config.get("sb_pfn"), revision=revision, known_tokens=known,
             scan="always" if cross_check else "fallback",
             progress=getattr(plugin, "_progress_callback", None))
     except locate.LocateError as exc:
-        for cand in exc.location.candidates:
+        failure = exc
+    weak = loc is None or (loc.chosen.verdict == "empty" and not explicit)
+    carved = None
+    if not explicit and carve_mode != "never" and (weak or carve_mode == "always"):
+        res = carve_layer(plugin, mem, revision, kernel_pgds)
+        carved = _from_carve(mem, res, revision, levels)
+        if carved is not None and loc is not None:
+            if weak or carve_mode == "always" and not _same(loc, carved[1]):
+                why = (f"the pkram= super block 0x{loc.chosen.pfn:x} is empty" if weak else
+                       "--carve always")
+                carved[1].warnings.append(f"{why}; using what page carving found instead")
+                carved[1].candidates[:0] = loc.candidates
+            else:
+                carved = None
+        elif carved is not None:
+            carved[1].warnings.append(
+                "no valid pkram= super block (" + str(failure).split(": ", 1)[-1].split(";")[0] +
+                "); the result comes from page carving")
+            carved[1].candidates[:0] = failure.location.candidates
+            carved[1].rejected_tokens[:0] = failure.location.rejected_tokens
+    if carved is not None:
+        pk, loc = carved
+    elif loc is None:
+        for cand in failure.location.candidates:
             vollog.warning(f"pkram: candidate 0x{cand.pfn:x} rejected: {cand.reason}")
-        sys.stderr.write(f"pkram: error: {exc}\n")
-        raise PkramNotFound(str(exc)) from None
+        message = str(failure)
+        if carve_mode != "never" and not explicit:
+            message += "; page carving found no super block and no valid node page either"
+        sys.stderr.write(f"pkram: error: {message}\n")
+        raise PkramNotFound(message) from None
+    else:
+        pk = Pkram(mem, loc.sb, revision=revision, paging_levels=levels, diag=Diagnostics())
     for cand in loc.candidates:
         if cand is not loc.chosen:
             vollog.info(f"pkram: candidate 0x{cand.pfn:x} {cand.verdict}: {cand.reason}")
@@ -264,9 +376,14 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
         vollog.info(f"pkram: {note}")
     for warning in loc.warnings:
         vollog.warning(f"pkram: {warning}")
-    vollog.info(f"pkram: super block at PFN 0x{loc.chosen.pfn:x} ({loc.route}): {loc.chosen.reason}")
-    pk = Pkram(mem, loc.sb, revision=revision, paging_levels=_int_choice(config.get("paging_levels")), diag=Diagnostics())
+    vollog.info(f"pkram: {'runtime state' if pk.runtime else 'super block'} at PFN "
+                f"0x{loc.chosen.pfn:x} ({loc.route}): {loc.chosen.reason}")
     return pk, loc
+
+
+def _same(loc: locate.Location, other: locate.Location) -> bool:
+    return other.chosen is not None and other.chosen.verdict != "runtime" and \
+        other.chosen.pfn == loc.chosen.pfn
 
 
 def log_problems(pk: Pkram, already: int = 0) -> int:

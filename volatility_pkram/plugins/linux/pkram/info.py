@@ -26,8 +26,13 @@ class Info(interfaces.plugins.PluginInterface):
 
     def _generator(self, pk, loc):
         sb = pk.sb
-        yield 0, ("location", "super block", f"0x{sb.pfn:x}",
-                  f"found via {loc.route}: {loc.chosen.reason}")
+        if pk.runtime:
+            yield 0, ("location", "runtime state", f"{len(pk.node_pfns)} node(s)",
+                      f"found via {loc.route}: {loc.chosen.reason}; node pages " +
+                      ", ".join(f"0x{p:x}" for p in pk.node_pfns[:16]))
+        else:
+            yield 0, ("location", "super block", f"0x{sb.pfn:x}",
+                      f"found via {loc.route}: {loc.chosen.reason}")
         for note in loc.notes:
             yield 0, ("location", "note", "", note)
         for warning in loc.warnings:

@@ -1,0 +1,362 @@
+"""Finding PKRAM without the boot parameter: page carving and the runtime state.
+
+When ``pkram=`` is scrubbed, stale, or was never written (an image of the
+saving kernel before the kexec, or a kdump of its crash), the structures are
+still in memory. This module finds them by what their pages look like:
+
+* v2/v3 super blocks start with ``PKRAM_MAGIC``;
+* v1 super blocks hold two PFNs (``node_pfn``, ``pgd_pfn``) and zeros;
+* ``pkram_node`` pages hold flags, two PFNs, a printable NUL-terminated name
+  and zeros (the node-page signature, format sec. 2);
+* the v1 identity-map root (the static ``pkram_pgd`` before the reboot) holds
+  a few raw page addresses and zeros.
+
+All four kinds are zero from offset 0x118 to the end of the page, so one
+``bytes.startswith`` against a zero block (memcmp speed) rejects almost every
+other page before any Python-level parsing: the *prefilter*. The survivors
+are classified (:func:`classify_chunk`) and then validated by walking them
+down to objects and links (:func:`recover`), ranked, and returned with the
+evidence for each.
+
+:func:`classify_chunk` has the signature of a volatility scanner call
+(``data, data_offset``), so a front end can drive it with volatility's
+scanner framework; :func:`scan_pages` drives it over a
+:class:`~volatility_pkram.physmem.PhysicalMemory` directly.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+from . import format as fmt
+from .lists import pkram_links, pkram_nodes, pkram_objs
+from .locate import Candidate, check_super_block, coalesce
+from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels, runs_contain
+from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .problems import Diagnostics
+
+__all__ = ["SB_V1", "SB_V2", "NODE", "PGD", "PageHit", "classify_chunk", "scan_pages",
+           "NodeCheck", "PgdCheck", "CarveResult", "recover", "PREFILTER_OFFSET"]
+
+SB_V1, SB_V2, NODE, PGD = "super block v1", "super block v2/v3", "node", "pagetable root"
+
+#: every candidate page is zero from here to its end (node: 0x18 + PKRAM_NAME_MAX)
+PREFILTER_OFFSET = 0x18 + fmt.PKRAM_NAME_MAX
+_ZERO_TAIL = bytes(PAGE_SIZE - PREFILTER_OFFSET)
+_ZERO_HEAD = bytes(PREFILTER_OFFSET)
+_ZERO_PAGE_TAIL = bytes(PAGE_SIZE)
+_MAGIC = fmt.PKRAM_MAGIC.to_bytes(4, "little")
+
+#: bounds: a hostile image full of look-alikes must not cost unbounded work
+MAX_HITS = 200_000
+MAX_SB_CHECKS = 4096
+MAX_PGD_CHECKS = 256
+MAX_NODE_OBJS_CHECKED = 64
+
+
+@dataclass(frozen=True)
+class PageHit:
+    """A page that passed the prefilter and looks like ``kind``."""
+
+    kind: str
+    pfn: int
+    detail: str = ""
+
+
+def _classify_head(head: bytes, pfn: int, max_pfn: int) -> Optional[PageHit]:
+    """Classify a candidate page from its first PREFILTER_OFFSET bytes (the rest is zero)."""
+    if head[:4] == _MAGIC:
+        return PageHit(SB_V2, pfn, "PKRAM_MAGIC at offset 0")
+    words = array("Q")
+    words.frombytes(head[:PREFILTER_OFFSET - PREFILTER_OFFSET % 8])
+    if head[4:8] == b"\0\0\0\0" and head[0] <= 2 and not any(head[1:4]):
+        node = fmt.decode_node(head + _ZERO_TAIL, pfn)
+        if not node.problems and node.name_raw:
+            return PageHit(NODE, pfn, f"name {node.name!r}, flags 0x{node.flags:x}")
+    nonzero = [w for w in words if w]
+    if len(nonzero) == 2 and words[0] and words[1] and not any(words[2:]) \
+            and words[0] < max_pfn and words[1] < max_pfn:
+        return PageHit(SB_V1, pfn, f"node_pfn 0x{words[0]:x}, pgd_pfn 0x{words[1]:x}")
+    if nonzero and all(not w & (PAGE_SIZE - 1) and (w >> PAGE_SHIFT) < max_pfn for w in nonzero):
+        return PageHit(PGD, pfn, f"{len(nonzero)} page address(es)")
+    return None
+
+
+def classify_chunk(data: bytes, data_offset: int, max_pfn: int,
+                   limit: Optional[int] = None) -> Iterator[PageHit]:
+    """Candidate pages in ``data`` (physical bytes starting at ``data_offset``).
+
+    Only pages that start before ``limit`` bytes into ``data`` are reported
+    (a scanner's chunk size: the overlap belongs to the next chunk).
+    """
+    first = (-data_offset) % PAGE_SIZE
+    startswith = data.startswith
+    stop = len(data) - PAGE_SIZE + 1
+    if limit is not None:
+        stop = min(stop, limit)
+    for off in range(first, stop, PAGE_SIZE):
+        if not startswith(_ZERO_TAIL, off + PREFILTER_OFFSET) or startswith(_ZERO_HEAD, off):
+            continue
+        hit = _classify_head(data[off:off + PREFILTER_OFFSET], (data_offset + off) >> PAGE_SHIFT,
+                             max_pfn)
+        if hit is not None:
+            yield hit
+
+
+def scan_pages(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4, progress=None,
+               limit: int = MAX_HITS) -> Iterator[PageHit]:
+    """Classify every captured page that may hold data (file holes are zeros: skipped)."""
+    extents = coalesce(mem.data_extents(), max_gap=32 << 10)
+    total = sum(b - a for a, b in extents) or 1
+    done = found = 0
+    max_pfn = mem.max_pfn
+    for start, end in extents:
+        pos = start - start % PAGE_SIZE
+        while pos < end:
+            size = min(chunk, end - pos)
+            size -= size % PAGE_SIZE or 0
+            size = size or PAGE_SIZE
+            try:
+                data = mem.read(pos, min(size, mem.end - pos))
+            except UnreadableError:
+                pos += size
+                continue
+            for hit in classify_chunk(data, pos, max_pfn):
+                yield hit
+                found += 1
+                if found >= limit:
+                    return
+            pos += size
+            done += size
+            if progress:
+                progress(min(100.0, 100.0 * done / total), "Carving PKRAM pages")
+
+
+# -- validation -------------------------------------------------------------------
+
+@dataclass
+class NodeCheck:
+    """A node page and how well its object list validates."""
+
+    node: fmt.Node
+    revision: Optional[int] = None   # 1, or 2 for v2/v3; None if no object decided it
+    objs: int = 0
+    links: int = 0
+    valid: bool = False
+    reason: str = ""
+    chained_by: Optional[int] = None   # PFN of a valid super block whose chain holds it
+
+
+@dataclass
+class PgdCheck:
+    pfn: int
+    paging: Optional[PagingChoice] = None
+    valid: bool = False
+    reason: str = ""
+    nodes_marked: int = 0
+
+
+def _obj_revision(page: bytes) -> Optional[int]:
+    """1 or 2 when an obj page decodes cleanly under exactly that layout."""
+    v1 = fmt.decode_obj(page, 0, 1)
+    if v1.tail_clean and v1.data_len <= PAGE_SIZE and (v1.data_pfn or v1.pages_head):
+        return 1
+    v2 = fmt.decode_obj(page, 0, 2)
+    if v2.tail_clean and (v2.bytes_head or v2.pages_head):
+        return 2
+    return None
+
+
+def check_node(mem: PhysicalMemory, node: fmt.Node, revision: Optional[int] = None) -> NodeCheck:
+    """Walk a carved node's objects: every obj must decode, its first link must be a link.
+
+    Stale node pages of an earlier boot point at pages that are no longer
+    objects; they fail here.
+    """
+    nc = NodeCheck(node)
+    if node.next_pfn and not 0 < node.next_pfn < mem.max_pfn:
+        nc.reason = f"node_pfn 0x{node.next_pfn:x} is outside the image"
+        return nc
+    if not node.obj_pfn:
+        nc.reason = "node has no object"
+        return nc
+    diag = Diagnostics(limit=16)
+    seen = set()
+    pfn = node.obj_pfn
+    votes: Dict[int, int] = {}
+    while pfn and len(seen) < MAX_NODE_OBJS_CHECKED:
+        if pfn in seen or not 0 < pfn < mem.max_pfn:
+            nc.reason = f"obj list leaves the image or loops at 0x{pfn:x}"
+            return nc
+        seen.add(pfn)
+        try:
+            page = mem.read_page(pfn)
+        except UnreadableError:
+            nc.reason = f"obj page 0x{pfn:x} not captured"
+            return nc
+        rev = revision if revision is not None else _obj_revision(page)
+        if rev is None:
+            nc.reason = f"page 0x{pfn:x} does not decode as a pkram_obj"
+            return nc
+        obj = fmt.decode_obj(page, pfn, 1 if rev == 1 else 2)
+        if not obj.tail_clean:
+            nc.reason = f"obj page 0x{pfn:x} has bytes past its fields"
+            return nc
+        votes[rev] = votes.get(rev, 0) + 1
+        nc.objs += 1
+        head = obj.pages_head or obj.bytes_head
+        if head:
+            link = next(iter(pkram_links(mem, head, diag)), None)
+            if link is None or not _plausible_link(link, mem.max_pfn):
+                nc.reason = f"first link 0x{head:x} of obj 0x{pfn:x} is not a pkram_link"
+                return nc
+            nc.links += 1
+        pfn = obj.next_pfn
+    nc.revision = max(votes, key=votes.get) if votes else None
+    nc.valid = True
+    nc.reason = f"{nc.objs} obj(s) and {nc.links} link(s) decode"
+    return nc
+
+
+def _plausible_link(link: fmt.Link, max_pfn: int) -> bool:
+    used = [e for e in link.entries if e]
+    if not used or link.index >= 1 << 52:
+        return False
+    return all((e >> PAGE_SHIFT) < max_pfn and (e & fmt.ENTRY_ORDER_MASK) <= fmt.MAX_ENTRY_ORDER
+               for e in used)
+
+
+def check_pgd(mem: PhysicalMemory, pfn: int, node_pfns: Iterable[int], revision: int = 1) -> PgdCheck:
+    """A runtime identity-map root must read consistently and mark the carved nodes.
+
+    v1 tables mark their own pages (a strong test); the v2/v3 runtime table
+    does not, so there the nodes it marks carry the evidence.
+    """
+    pc = PgdCheck(pfn)
+    encoding = V1 if revision == 1 else SLAB
+    choice = infer_paging_levels(mem, pfn, encoding=encoding)
+    table = choice.table
+    pc.paging = choice
+    if table.inconsistencies or not table.runs or not table.table_pfns:
+        pc.reason = (f"{table.inconsistencies} inconsistencies" if table.inconsistencies
+                     else "marks no page")
+        return pc
+    node_pfns = list(node_pfns)
+    pc.nodes_marked = sum(1 for n in node_pfns if runs_contain(table.runs, n))
+    if encoding == SLAB and (not node_pfns or pc.nodes_marked < len(node_pfns)):
+        pc.reason = (f"a slab-encoded table marking {pc.nodes_marked} of {len(node_pfns)} carved "
+                     "node pages")
+        return pc
+    pc.valid = True
+    pc.reason = (f"{choice.levels}-level {encoding} table, {table.pages} pages marked, " +
+                 (f"{len(table.table_pfns)} table pages all self-marked, " if encoding == V1 else "") +
+                 f"{pc.nodes_marked} carved node page(s) marked")
+    return pc
+
+
+@dataclass
+class CarveResult:
+    """Everything the scan found, validated and ranked."""
+
+    hits: Dict[str, int] = field(default_factory=dict)       # kind -> pages that looked like it
+    super_blocks: List[Candidate] = field(default_factory=list)   # ranked, best first
+    nodes: List[NodeCheck] = field(default_factory=list)
+    pgds: List[PgdCheck] = field(default_factory=list)        # ranked, best first
+    truncated: bool = False
+
+    @property
+    def best_super_block(self) -> Optional[Candidate]:
+        valid = [c for c in self.super_blocks if c.verdict == "valid"]
+        return valid[0] if valid else None
+
+    @property
+    def runtime_nodes(self) -> List[NodeCheck]:
+        """Valid nodes that no valid super block chains: the pre-kexec runtime state."""
+        return [n for n in self.nodes if n.valid and n.chained_by is None]
+
+    @property
+    def best_pgd(self) -> Optional[PgdCheck]:
+        valid = [p for p in self.pgds if p.valid]
+        return valid[0] if valid else None
+
+    @property
+    def runtime_revision(self) -> Optional[int]:
+        votes: Dict[int, int] = {}
+        for n in self.runtime_nodes:
+            if n.revision:
+                votes[n.revision] = votes.get(n.revision, 0) + n.objs
+        if not votes:
+            return None
+        return max(votes, key=votes.get)
+
+
+def recover(mem: PhysicalMemory, hits: Iterable[PageHit], *, revision: Optional[int] = None,
+            known_pgd_pfns: Iterable[int] = ()) -> CarveResult:
+    """Validate carved pages: super blocks, their chains, loose nodes, runtime pagetables."""
+    res = CarveResult()
+    by_kind: Dict[str, List[PageHit]] = {}
+    for i, hit in enumerate(hits):
+        if i >= MAX_HITS:
+            res.truncated = True
+            break
+        by_kind.setdefault(hit.kind, []).append(hit)
+    res.hits = {k: len(v) for k, v in by_kind.items()}
+
+    sb_hits = by_kind.get(SB_V2, []) + by_kind.get(SB_V1, [])
+    if len(sb_hits) > MAX_SB_CHECKS:
+        res.truncated = True
+    for hit in sb_hits[:MAX_SB_CHECKS]:
+        rev = revision if revision is not None else (2 if hit.kind == SB_V2 else 1)
+        cand = check_super_block(mem, hit.pfn, rev)
+        cand.reason = f"{hit.kind} by page signature; {cand.reason}"
+        res.super_blocks.append(cand)
+    res.super_blocks.sort(key=lambda c: c.score, reverse=True)
+
+    chained: Dict[int, int] = {}
+    for cand in res.super_blocks:
+        if cand.verdict != "valid" or cand.sb is None:
+            continue
+        diag = Diagnostics(limit=16)
+        for node in pkram_nodes(mem, cand.sb.node_pfn, diag):
+            chained.setdefault(node.pfn, cand.pfn)
+
+    for hit in by_kind.get(NODE, []):
+        page = mem.read_page(hit.pfn)
+        node = fmt.decode_node(page, hit.pfn)
+        nc = check_node(mem, node, revision)
+        nc.chained_by = chained.get(hit.pfn)
+        res.nodes.append(nc)
+
+    node_pfns = [n.node.pfn for n in res.nodes if n.valid and n.chained_by is None] or \
+        [n.node.pfn for n in res.nodes if n.valid]
+    table_rev = revision or res.runtime_revision or 1
+    pgd_pfns = list(dict.fromkeys(list(known_pgd_pfns) + [h.pfn for h in by_kind.get(PGD, [])]))
+    if len(pgd_pfns) > MAX_PGD_CHECKS:
+        res.truncated = True
+    for pfn in pgd_pfns[:MAX_PGD_CHECKS]:
+        if 0 < pfn < mem.max_pfn and mem.pfn_present(pfn):
+            res.pgds.append(check_pgd(mem, pfn, node_pfns, table_rev))
+    # A P4D or PUD page read as a root describes the same subtree; the real root is
+    # the one no other valid candidate walks through.
+    below = set()
+    for p in res.pgds:
+        if p.valid:
+            below.update(t for t in p.paging.table.table_pfns if t != p.pfn)
+    for p in res.pgds:
+        if p.valid and p.pfn in below:
+            p.valid = False
+            p.reason = "a table page below another valid root, not a root itself"
+    res.pgds.sort(key=lambda p: (p.valid, p.nodes_marked, p.paging.table.pages if p.paging else 0),
+                  reverse=True)
+    best = res.best_pgd
+    if best is not None and best.nodes_marked:
+        # live nodes are marked in pkram_pgd; a node page the live table does not mark
+        # is left over from an earlier boot, even when its lists still decode
+        for n in res.nodes:
+            if n.valid and n.chained_by is None and not runs_contain(best.paging.table.runs, n.node.pfn):
+                n.valid = False
+                n.reason = (f"not marked in the live identity map 0x{best.pfn:x}: a node page left "
+                            "over from an earlier boot")
+    return res
