@@ -54,6 +54,8 @@ MAX_HITS = 200_000
 MAX_SB_CHECKS = 4096
 MAX_PGD_CHECKS = 256
 MAX_NODE_OBJS_CHECKED = 64
+#: a candidate root is abandoned after this many inconsistencies (a look-alike, not a table)
+PGD_GIVE_UP = 32
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,12 @@ def _classify_head(head: bytes, pfn: int, max_pfn: int) -> Optional[PageHit]:
     if len(nonzero) == 2 and words[0] and words[1] and not any(words[2:]) \
             and words[0] < max_pfn and words[1] < max_pfn:
         return PageHit(SB_V1, pfn, f"node_pfn 0x{words[0]:x}, pgd_pfn 0x{words[1]:x}")
-    if nonzero and all(not w & (PAGE_SIZE - 1) and (w >> PAGE_SHIFT) < max_pfn for w in nonzero):
+    # A root entry i covers physical [i << 39, (i+1) << 39) (4-level; 5-level: << 48), so
+    # only the first few entries of a root can be used in an image of this size. That
+    # tells a root from a short link page (entries from index 2, all page addresses too).
+    roots = (max_pfn << PAGE_SHIFT) + (1 << 39) - 1 >> 39
+    if nonzero and not any(words[roots:]) and \
+            all(not w & (PAGE_SIZE - 1) and (w >> PAGE_SHIFT) < max_pfn for w in nonzero):
         return PageHit(PGD, pfn, f"{len(nonzero)} page address(es)")
     return None
 
@@ -236,7 +243,7 @@ def check_pgd(mem: PhysicalMemory, pfn: int, node_pfns: Iterable[int], revision:
     """
     pc = PgdCheck(pfn)
     encoding = V1 if revision == 1 else SLAB
-    choice = infer_paging_levels(mem, pfn, encoding=encoding)
+    choice = infer_paging_levels(mem, pfn, encoding=encoding, give_up_after=PGD_GIVE_UP)
     table = choice.table
     pc.paging = choice
     if table.inconsistencies or not table.runs or not table.table_pfns:

@@ -91,7 +91,8 @@ def _bitmap_runs(bits: int, base_pfn: int):
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
-                      diag: Optional[Diagnostics] = None, encoding: str = V1) -> IdentityMap:
+                      diag: Optional[Diagnostics] = None, encoding: str = V1,
+                      give_up_after: Optional[int] = None) -> IdentityMap:
     """Walk the identity map from ``pgd_pfn`` as a ``levels``-level (4 or 5) table.
 
     ``encoding`` is :data:`V1` (a PMD entry holds the address of a dedicated
@@ -99,7 +100,9 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     v2/v3 runtime table: a PMD entry is the address of a kmalloc-64 slab
     page with the slot number in bits 0-5; table pages are not marked).
     Findings go to ``diag`` (or the result's own sink); ``inconsistencies``
-    counts those that speak against this interpretation of the table.
+    counts those that speak against this interpretation of the table. With
+    ``give_up_after``, the walk stops once that many have been seen (a
+    carver testing look-alike roots needs a verdict, not an inventory).
     """
     if levels not in _SHIFTS:
         raise ValueError("levels must be 4 or 5")
@@ -137,6 +140,8 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             runs.append((pfn, n))
 
     def walk(table_pfn: int, depth: int, base: int) -> None:
+        if give_up_after is not None and result.inconsistencies >= give_up_after:
+            return
         entries = read_table(table_pfn, names[depth])
         if entries is None:
             return
@@ -144,6 +149,8 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         for i, e in enumerate(entries):
             if e == 0:
                 continue
+            if give_up_after is not None and result.inconsistencies >= give_up_after:
+                return
             addr = base + (i << shift)
             if shift == PMD_SHIFT:
                 pmd(e, addr, table_pfn)
@@ -276,8 +283,8 @@ class PagingChoice:
         return self.walks[self.levels]
 
 
-def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int,
-                        forced: Optional[int] = None, encoding: str = V1) -> PagingChoice:
+def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int, forced: Optional[int] = None,
+                        encoding: str = V1, give_up_after: Optional[int] = None) -> PagingChoice:
     """Walk the table as 4- and 5-level and pick the self-consistent reading.
 
     The right reading explains every table page it visits as a preserved page
@@ -286,9 +293,10 @@ def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int,
     PMD pages as PUDs, and breaks those rules.
     """
     if forced in (4, 5):
-        walk = identity_map_walk(mem, pgd_pfn, forced, encoding=encoding)
+        walk = identity_map_walk(mem, pgd_pfn, forced, encoding=encoding, give_up_after=give_up_after)
         return PagingChoice(forced, f"{forced}-level forced by the caller", {forced: walk})
-    walks = {lv: identity_map_walk(mem, pgd_pfn, lv, encoding=encoding) for lv in (4, 5)}
+    walks = {lv: identity_map_walk(mem, pgd_pfn, lv, encoding=encoding, give_up_after=give_up_after)
+             for lv in (4, 5)}
     w4, w5 = walks[4], walks[5]
     if w4.inconsistencies == w5.inconsistencies:
         if not w4.table_pfns and not w5.table_pfns:
