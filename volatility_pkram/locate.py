@@ -136,8 +136,10 @@ def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
     found = 0
     stop = mem.end if end is None else end
     # (first byte a hit may start at, last byte + 1 a hit may start at, end of readable data)
-    extents = [(max(a, start), min(b, stop), b) for a, b in coalesce(mem.data_extents(), max_gap=32 << 10)
-               if b > start and a < stop]
+    # data segments of the stage only (a 64 GiB sparse image has ~10^5 of them), plus
+    # the overlap past its end, so a token that starts inside the stage is read whole
+    extents = [(max(a, start), min(b, stop), b) for a, b in coalesce(
+        mem.data_extents(start, min(stop + overlap, mem.end)), max_gap=32 << 10) if b > start and a < stop]
     total = sum(b - a for a, b, _ in extents) or 1
     done = 0
     for ext_start, hit_end, data_end in extents:

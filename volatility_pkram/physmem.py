@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
     "PAGE_SHIFT",
@@ -109,14 +109,15 @@ class PhysicalMemory:
             yield pos, piece_end - pos, True
             pos = piece_end
 
-    def data_extents(self) -> Iterator[Tuple[int, int]]:
-        """Present ranges that may hold non-zero bytes, ascending.
+    def data_extents(self, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+        """Present ranges that may hold non-zero bytes, ascending, clipped to ``[start, end)``.
 
         Defaults to :attr:`extents`. Readers backed by a sparse file override it
         with the file's data segments (``SEEK_DATA``/``SEEK_HOLE``): a hole reads
-        as zeros, so a scan for a non-zero pattern can skip it exactly.
+        as zeros, so a scan for a non-zero pattern can skip it exactly. Asking
+        for a range costs only the segments inside it.
         """
-        return iter(self._extents)
+        return _clip(iter(self._extents), start, end)
 
     # -- reading ----------------------------------------------------------
 
@@ -153,8 +154,9 @@ class RawImage(PhysicalMemory):
     def _read(self, addr: int, length: int) -> bytes:
         return os.pread(self._fd, length, addr)
 
-    def data_extents(self) -> Iterator[Tuple[int, int]]:
-        return file_data_segments(self._fd, 0, self.end)
+    def data_extents(self, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+        stop = self.end if end is None else min(end, self.end)
+        return file_data_segments(self._fd, start, stop) if start < stop else iter(())
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -192,6 +194,13 @@ class BytesMemory(PhysicalMemory):
             pos += len(chunk)
             i += 1
         return bytes(out)
+
+
+def _clip(extents: Iterator[Tuple[int, int]], start: int, end: Optional[int]) -> Iterator[Tuple[int, int]]:
+    for a, b in extents:
+        a, b = max(a, start), b if end is None else min(b, end)
+        if a < b:
+            yield a, b
 
 
 def file_data_segments(fd: int, start: int, end: int) -> Iterator[Tuple[int, int]]:

@@ -106,16 +106,20 @@ class LayerMemory(PhysicalMemory):
             return os.pread(self._fd, length, addr)
         return self.layer.read(addr, length)
 
-    def data_extents(self):
+    def data_extents(self, start: int = 0, end: Optional[int] = None):
+        end = self.end if end is None else min(end, self.end)
         if self._fd >= 0:
-            return file_data_segments(self._fd, *self.extents[0]) if self.extents else iter(())
+            return file_data_segments(self._fd, start, end) if start < end else iter(())
         if not self._pieces or not all(sub in self._files for *_x, sub in self._pieces):
-            return iter(self.extents)
-        return self._mapped_data_extents()
+            return super().data_extents(start, end)
+        return self._mapped_data_extents(start, end)
 
-    def _mapped_data_extents(self):
+    def _mapped_data_extents(self, start: int, end: int):
         for off, length, moff, sub in self._pieces:
-            for d0, d1 in file_data_segments(self._files[sub], moff, moff + length):
+            lo, hi = max(off, start), min(off + length, end)
+            if lo >= hi:
+                continue
+            for d0, d1 in file_data_segments(self._files[sub], moff + lo - off, moff + hi - off):
                 yield off + (d0 - moff), off + (d1 - moff)
 
     def close(self) -> None:
