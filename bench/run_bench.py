@@ -112,7 +112,9 @@ def run_scan_case(case: str, work: Path, env) -> dict:
             best = measure(cmd, env, work)
         result[name] = {"wall_s": round(best[0], 2), "rss_mib": round(best[1], 1)}
         print(f"[{case}] {name:9s} {best[0]:7.2f} s  {best[1]:7.1f} MiB", flush=True)
-    data = sum(min(e, image.stat().st_size) - s for s, e in _data_segments(image))
+    from volatility_pkram.physmem import RawImage
+    with RawImage(image) as mem:
+        data = sum(e - s for s, e in mem.data_extents())
     result["data_mib"] = round(data / (1 << 20), 1)
     result["image_gib"] = image.stat().st_size / (1 << 30)
     scan_only = max(result["scan"]["wall_s"] - result["startup"]["wall_s"], 0.01)
@@ -123,21 +125,6 @@ def run_scan_case(case: str, work: Path, env) -> dict:
         "scan_MB_per_s_of_image": round(result["image_gib"] * 1024 / result["scan"]["wall_s"], 1),
     }
     return result
-
-
-def _data_segments(image: Path):
-    fd = os.open(image, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                return
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            yield start, pos
-    finally:
-        os.close(fd)
 
 
 def run_case(case: str, work: Path, env) -> dict:

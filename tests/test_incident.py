@@ -10,7 +10,6 @@ import datetime
 import json
 import random
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +19,7 @@ from volatility_pkram import files
 from volatility_pkram.audit import subtract_runs
 from volatility_pkram.streamscan import scan_chunks
 
-from test_real_kernel import MANIFESTS, REAL, _image
+from test_real_kernel import MANIFESTS, _image
 
 PAGE = 4096
 EARLIEST = int(datetime.datetime(1990, 1, 1, tzinfo=datetime.timezone.utc).timestamp()) * 10**9

@@ -271,7 +271,7 @@ class _Walk:
                 self.summary.metadata_pages += 1
 
     def run(self, now_ns: int) -> None:
-        pk, mem = self.pk, self.pk.mem
+        pk = self.pk
         sb = pk.sb
         if not sb.empty:   # v1 pkram_reserve() gives an empty super block page back
             self.meta(SUPER_BLOCK, [sb.pfn])

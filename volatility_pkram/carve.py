@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from . import format as fmt
-from .lists import pkram_links, pkram_nodes, pkram_objs
+from .lists import pkram_links, pkram_nodes
 from .locate import Candidate, check_super_block, coalesce
 from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels, runs_contain
 from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
@@ -122,11 +122,9 @@ def scan_pages(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4, progress=None,
     for start, end in extents:
         pos = start - start % PAGE_SIZE
         while pos < end:
-            size = min(chunk, end - pos)
-            size -= size % PAGE_SIZE or 0
-            size = size or PAGE_SIZE
+            size = min(chunk, end - pos)   # chunk is a multiple of the page size
             try:
-                data = mem.read(pos, min(size, mem.end - pos))
+                data = mem.read(pos, size)
             except UnreadableError:
                 pos += size
                 continue

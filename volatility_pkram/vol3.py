@@ -8,6 +8,7 @@ module and the pure library, and nothing else of ours.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ import urllib.parse
 import urllib.request
 from typing import List, Optional, Tuple
 
-from volatility3.framework import automagic, exceptions, interfaces
+from volatility3.framework import automagic, exceptions, interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.layers import intel, physical
 
@@ -404,6 +405,17 @@ def open_pkram(plugin: interfaces.plugins.PluginInterface,
 def _same(loc: locate.Location, other: locate.Location) -> bool:
     return other.chosen is not None and other.chosen.verdict != "runtime" and \
         other.chosen.pfn == loc.chosen.pfn
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def ns_to_datetime(ns: int):
+    """A header's signed nanoseconds since the epoch as a UTC datetime (unparsable if out of range)."""
+    try:
+        return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return renderers.UnparsableValue()
 
 
 def log_problems(pk: Pkram, already: int = 0) -> int:

@@ -14,17 +14,7 @@ from volatility_pkram import files, triage, vol3
 
 vollog = logging.getLogger(__name__)
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 TAR_NAME = "pkram-files.tar"
-
-
-def _ns_to_datetime(ns: int):
-    try:
-        return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
-    except OverflowError:
-        return renderers.UnparsableValue()
-
-
 class Extract(interfaces.plugins.PluginInterface):
     """Rebuilds the files preserved over kexec by PKRAM, byte-exact, with their metadata.
 
@@ -105,8 +95,8 @@ class Extract(interfaces.plugins.PluginInterface):
                         yield 0, base_row + (
                             header.name, stats.size, digest, written,
                             stat.filemode(header.mode), f"{header.mode:o}", header.uid, header.gid,
-                            _ns_to_datetime(header.atime_ns), _ns_to_datetime(header.mtime_ns),
-                            _ns_to_datetime(header.ctime_ns), pobj.consumer, "file",
+                            vol3.ns_to_datetime(header.atime_ns), vol3.ns_to_datetime(header.mtime_ns),
+                            vol3.ns_to_datetime(header.ctime_ns), pobj.consumer, "file",
                             pobj.pages.pages, format_hints.Hex(pobj.obj.pfn),
                             self._status(stats, pobj)) + tcols
                         continue

@@ -13,16 +13,6 @@ from volatility_pkram import vol3
 
 vollog = logging.getLogger(__name__)
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
-def _when(ns: int):
-    try:
-        return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
-    except OverflowError:
-        return renderers.UnparsableValue()
-
-
 class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
     """Lists every preserved object with its tmpfs metadata, reading metadata pages only.
 
@@ -54,7 +44,8 @@ class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
                           format_hints.Hex(pobj.obj.pfn), problems)
                 continue
             yield 0, (node.name, h.name, h.size, stat.filemode(h.mode), f"{h.mode:o}", h.uid, h.gid,
-                      _when(h.atime_ns), _when(h.mtime_ns), _when(h.ctime_ns), pobj.consumer,
+                      vol3.ns_to_datetime(h.atime_ns), vol3.ns_to_datetime(h.mtime_ns),
+                      vol3.ns_to_datetime(h.ctime_ns), pobj.consumer,
                       pobj.pages.pages, pobj.pages.end_index, format_hints.Hex(pobj.obj.pfn),
                       problems)
         vol3.log_problems(pk)
@@ -73,7 +64,7 @@ class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
             for kind, ns in ((timeliner.TimeLinerType.ACCESSED, h.atime_ns),
                              (timeliner.TimeLinerType.MODIFIED, h.mtime_ns),
                              (timeliner.TimeLinerType.CHANGED, h.ctime_ns)):
-                when = _when(ns)
+                when = vol3.ns_to_datetime(ns)
                 if isinstance(when, datetime.datetime):
                     yield desc, kind, when
 
