@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import format as fmt
-from .physmem import PAGE_SHIFT, PAGE_SIZE
+from .carve import NODE as CARVED_NODE, classify_chunk
+from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
 from .problems import ERROR, INFO, WARNING
 from .reader import Pkram, PreservedObject
 from .triage import triage_bytes
@@ -220,7 +221,7 @@ def metadata_findings(pobj: PreservedObject, now_ns: int) -> Iterator[Finding]:
         yield row("bad-mode", MEDIUM, f"mode {h.mode:o} ({stat.filemode(h.mode)}) is not a regular "
                   "file; shmem_save_pkram() saves regular files only")
     eof_pages = (h.size + PAGE_SIZE - 1) // PAGE_SIZE
-    past = sum(1 << o for i, o in zip(pobj.pages.index, pobj.pages.order) if i >= eof_pages)
+    past = pobj.pages.pages_from(eof_pages)
     if past:
         yield row("size-mismatch", MEDIUM, f"size {h.size} ends at page {eof_pages}, but {past} "
                   "page(s) are saved past it (the size was lowered, or pages were added)")
@@ -340,8 +341,29 @@ def _orphan_finding(pk: Pkram, pfn: int, n: int) -> Finding:
                    f"the first {what}. They survive the kexec and no consumer will claim them")
 
 
-#: orphan pages examined for an unchained node page (a bound for hostile images)
+#: orphan pages examined for an unchained node page, and node lists walked (bounds for
+#: hostile images full of node look-alikes)
 UNCHAINED_SCAN_PAGES = 1 << 16
+UNCHAINED_MAX_NODES = 1024
+
+
+def _node_pages(pk: Pkram, orphans: List[Tuple[int, int]]) -> Iterator[int]:
+    """PFNs of orphan pages with the node-page signature: bulk reads, carve's prefilter."""
+    budget = UNCHAINED_SCAN_PAGES
+    for start, n in orphans:
+        if budget <= 0:
+            return
+        n = min(n, budget)
+        budget -= n
+        for addr, length, present in pk.mem.present_parts(start << PAGE_SHIFT, n << PAGE_SHIFT):
+            pos, stop = addr, addr + length
+            while present and pos < stop:
+                take = min(MAX_READ, stop - pos)
+                data = pk.mem.read(pos, take)
+                for hit in classify_chunk(data, pos, pk.mem.max_pfn):
+                    if hit.kind == CARVED_NODE:
+                        yield hit.pfn
+                pos += take
 
 
 def _unchained_nodes(pk: Pkram, orphans: List[Tuple[int, int]],
@@ -353,38 +375,32 @@ def _unchained_nodes(pk: Pkram, orphans: List[Tuple[int, int]],
     the super block. Naming the node turns dozens of anonymous orphan rows
     into one explained finding.
     """
-    budget = UNCHAINED_SCAN_PAGES
-    for start, n in orphans:
-        if budget <= 0:
-            break
-        n = min(n, budget)
-        budget -= n
-        for pfn in range(start, start + n):
-            try:
-                page = pk.mem.read_page(pfn)
-            except Exception:
-                continue
-            node = fmt.decode_node(page, pfn)
-            if node.problems or not node.name_raw or node.next_pfn:
-                continue
-            walk = _Walk(pk)
-            walk.meta(NODE, [pfn], node.name)
-            files = []
-            for pobj in pk.objects(node):
-                walk._object(pobj, len(files) + 1, now_ns)
-                files.append(pobj.name)
-            claimed = walk.refs.merged()
-            mine = subtract_runs(orphans, subtract_runs(orphans, claimed))
-            pages = sum(c for _p, c in mine)
-            if not files and pages <= 1:
-                continue   # a lone page that merely looks like a node
-            shown = ", ".join(files[:8]) + (f", ... ({len(files)} in all)" if len(files) > 8 else "")
-            state = (fmt.NodeFlags.describe(node.flags) if node.flags
-                     else "finished, which the reboot path would have chained")
-            yield (Finding("unchained-node", MEDIUM, pfn << PAGE_SHIFT, pages, node.name, None,
-                           f"a pkram_node that the super block does not reach (flags 0x{node.flags:x}: "
-                           f"{state}); {pages} orphan preserved page(s) belong to its lists; "
-                           f"objects: {shown or 'none'}"), claimed)
+    walked = 0
+    for pfn in _node_pages(pk, orphans):
+        if walked >= UNCHAINED_MAX_NODES:
+            return
+        node = fmt.decode_node(pk.mem.read_page(pfn), pfn)
+        if node.next_pfn:
+            continue
+        walked += 1
+        walk = _Walk(pk)
+        walk.meta(NODE, [pfn], node.name)
+        files = []
+        for pobj in pk.objects(node):
+            walk._object(pobj, len(files) + 1, now_ns)
+            files.append(pobj.name)
+        claimed = walk.refs.merged()
+        mine = subtract_runs(orphans, subtract_runs(orphans, claimed))
+        pages = sum(c for _p, c in mine)
+        if not files and pages <= 1:
+            continue   # a lone page that merely looks like a node
+        shown = ", ".join(files[:8]) + (f", ... ({len(files)} in all)" if len(files) > 8 else "")
+        state = (fmt.NodeFlags.describe(node.flags) if node.flags
+                 else "finished, which the reboot path would have chained")
+        yield (Finding("unchained-node", MEDIUM, pfn << PAGE_SHIFT, pages, node.name, None,
+                       f"a pkram_node that the super block does not reach (flags 0x{node.flags:x}: "
+                       f"{state}); {pages} orphan preserved page(s) belong to its lists; "
+                       f"objects: {shown or 'none'}"), claimed)
 
 
 def _classify_page(pk: Pkram, pfn: int) -> Tuple[str, str]:

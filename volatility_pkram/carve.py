@@ -53,6 +53,7 @@ _MAGIC = fmt.PKRAM_MAGIC.to_bytes(4, "little")
 MAX_HITS = 200_000
 MAX_SB_CHECKS = 4096
 MAX_PGD_CHECKS = 256
+MAX_NODE_CHECKS = 16384
 MAX_NODE_OBJS_CHECKED = 64
 #: a candidate root is abandoned after this many inconsistencies (a look-alike, not a table)
 PGD_GIVE_UP = 32
@@ -327,7 +328,10 @@ def recover(mem: PhysicalMemory, hits: Iterable[PageHit], *, revision: Optional[
         for node in pkram_nodes(mem, cand.sb.node_pfn, diag):
             chained.setdefault(node.pfn, cand.pfn)
 
-    for hit in by_kind.get(NODE, []):
+    node_hits = by_kind.get(NODE, [])
+    if len(node_hits) > MAX_NODE_CHECKS:
+        res.truncated = True
+    for hit in node_hits[:MAX_NODE_CHECKS]:
         page = mem.read_page(hit.pfn)
         node = fmt.decode_node(page, hit.pfn)
         nc = check_node(mem, node, revision)

@@ -11,7 +11,6 @@ are streamed with :class:`TarStream`.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import tarfile
 from dataclasses import dataclass
@@ -77,8 +76,7 @@ def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats
     # the tail of a compound page (a THP) that holds EOF is not: it is how the
     # page cache stores a small file on a huge=always tmpfs.
     eof_index = (size + PAGE_SIZE - 1) // PAGE_SIZE
-    first_past = bisect.bisect_left(stream.index, eof_index)
-    stats.beyond_size_pages = sum(1 << o for o in stream.order[first_past:])
+    stats.beyond_size_pages = stream.pages_from(eof_index)
     if size > max_size:
         stats.truncated_from = size
         size = max_size

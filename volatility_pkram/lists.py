@@ -9,6 +9,7 @@ instead of an exception.
 
 from __future__ import annotations
 
+import bisect
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
@@ -136,6 +137,11 @@ class PageStream:
         if not self.index:
             return 0
         return self.index[-1] + (1 << self.order[-1])
+
+    def pages_from(self, page_index: int) -> int:
+        """Pages referenced by the entries that start at or after ``page_index``."""
+        first = bisect.bisect_left(self.index, page_index)
+        return sum(1 << o for o in self.order[first:])
 
     def extents(self) -> Iterator[Tuple[int, int, int]]:
         """``(page_index, pfn, npages)`` per entry, ascending by index."""
