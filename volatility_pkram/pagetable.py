@@ -17,6 +17,9 @@ under which the table describes itself consistently.
 from __future__ import annotations
 
 import bisect
+import re
+from itertools import accumulate, repeat
+from operator import itemgetter
 from array import array
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -61,7 +64,14 @@ class IdentityMap:
 
     def unmarked_tables(self) -> List[int]:
         """Table pages (below the root) the table does not mark as preserved."""
-        return [p for p in self.table_pfns if not runs_contain(self.runs, p)]
+        runs = self.runs
+        starts = list(map(itemgetter(0), runs))
+        out = []
+        for pfn in self.table_pfns:
+            i = bisect.bisect_right(starts, pfn) - 1
+            if i < 0 or pfn >= starts[i] + runs[i][1]:
+                out.append(pfn)
+        return out
 
 
 def merge_runs(runs) -> List[Tuple[int, int]]:
@@ -80,14 +90,48 @@ def runs_contain(runs: List[Tuple[int, int]], pfn: int) -> bool:
     return i >= 0 and runs[i][0] <= pfn < runs[i][0] + runs[i][1]
 
 
-def _bitmap_runs(bits: int, base_pfn: int):
-    """Runs of set bits of a 512-bit bitmap as ``(pfn, npages)``."""
-    while bits:
-        low = (bits & -bits).bit_length() - 1
-        x = bits >> low
-        ones = ((~x) & (x + 1)).bit_length() - 1
-        yield base_pfn + low, ones
-        bits &= ~(((1 << ones) - 1) << low)
+#: one PMD's 512-bit bitmap as characters, bit 0 first: all set, and none set
+_FULL_BITS = "1" * PTRS_PER_TABLE
+_NO_BITS = "0" * PTRS_PER_TABLE
+_RUNS = re.compile("1+|0+")
+
+
+def _bit_string(bits: int) -> str:
+    """A 512-bit bitmap as ``"0"``/``"1"`` characters, lowest bit (first page) first."""
+    return format(bits, "0512b")[::-1]
+
+
+def bitmap_runs(bitmaps: List[Tuple[int, int]], base_pfn: int) -> List[Tuple[int, int]]:
+    """Runs of set bits, as ``(pfn, npages)``, of consecutive 512-bit PMD bitmaps.
+
+    ``bitmaps`` holds ``(pmd_index, bits)`` in ascending index order; bitmap
+    ``pmd_index`` covers the 512 pages from ``base_pfn + 512 * pmd_index``.
+    Missing indices are empty. Each group of consecutive bitmaps is laid out
+    as one character string and cut into alternating runs by a regular
+    expression; lengths and offsets come from ``map``/``accumulate``. All of
+    it runs in C: walking bits one run at a time in Python cost about a
+    microsecond per run, 0.3 s for the 250k runs of a scattered 64 GiB image.
+    """
+    runs: List[Tuple[int, int]] = []
+    i = 0
+    while i < len(bitmaps):
+        # a group of PMDs with consecutive indices
+        j = i + 1
+        while j < len(bitmaps) and bitmaps[j][0] == bitmaps[j - 1][0] + 1:
+            j += 1
+        first = bitmaps[i][0]
+        text = "".join(_FULL_BITS if bits == _ALL else _bit_string(bits) for _, bits in bitmaps[i:j])
+        group_pfn = base_pfn + first * PTRS_PER_TABLE
+        # alternating runs of set and clear bits; their lengths and offsets, all in C
+        lengths = list(map(len, _RUNS.findall(text)))
+        offsets = list(accumulate(lengths, initial=group_pfn))
+        first_set = 0 if text.startswith("1") else 1
+        runs.extend(zip(offsets[first_set::2], lengths[first_set::2]))
+        i = j
+    return runs
+
+
+_ALL = (1 << PTRS_PER_TABLE) - 1
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
@@ -112,7 +156,6 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     visited = {pgd_pfn}
     runs: List[Tuple[int, int]] = []
     image_pfns = mem.max_pfn
-    beyond = [0]
 
     def bad(kind: str, msg: str, pfn: int, severity: str = ERROR) -> None:
         result.inconsistencies += 1
@@ -131,14 +174,6 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         a.frombytes(page)
         return a
 
-    def add_run(pfn: int, n: int) -> None:
-        if pfn + n > image_pfns:
-            beyond[0] += n
-        if runs and runs[-1][0] + runs[-1][1] == pfn:
-            runs[-1] = (runs[-1][0], runs[-1][1] + n)
-        else:
-            runs.append((pfn, n))
-
     def walk(table_pfn: int, depth: int, base: int) -> None:
         if give_up_after is not None and result.inconsistencies >= give_up_after:
             return
@@ -146,15 +181,15 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         if entries is None:
             return
         shift = shifts[depth]
+        if shift == PMD_SHIFT:
+            pmd_table(entries, base, table_pfn)
+            return
         for i, e in enumerate(entries):
             if e == 0:
                 continue
             if give_up_after is not None and result.inconsistencies >= give_up_after:
                 return
             addr = base + (i << shift)
-            if shift == PMD_SHIFT:
-                pmd(e, addr, table_pfn)
-                continue
             if e & ~_PHYS_MASK or e & (PAGE_SIZE - 1):
                 bad("bad-table-entry", f"{names[depth]}[{i}] = 0x{e:x} is not a raw page address",
                     table_pfn)
@@ -170,53 +205,109 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             result.table_pfns.append(child)
             walk(child, depth + 1, addr)
 
+    def pmd_table(entries: array, base: int, table_pfn: int) -> None:
+        """One PMD table page: its bitmaps, then the runs of its 1 GiB in one pass.
+
+        The common v1 entry (the address of a bitmap page, no flag) is
+        checked and read in bulk with the other such entries of the table.
+        Flagged entries (PSE), and every entry of a table that fails a bulk
+        check, go one by one through :func:`pmd`, which names each problem;
+        the result is the same either way (tests/test_ranges_fast.py).
+        """
+        used = [(i, e) for i, e in enumerate(entries) if e]
+        bulk = None
+        if not slab and give_up_after is None:
+            plain = [(i, e) for i, e in used if not e & (PAGE_SIZE - 1)]
+            flagged = [(i, e) for i, e in used if e & (PAGE_SIZE - 1)] if len(plain) < len(used) else []
+            # a flagged entry sharing a bitmap page with a plain one: order matters, go one by one
+            claimed = {(e & _PHYS_MASK) >> PAGE_SHIFT for _, e in flagged}
+            bulk = _plain_bitmaps(plain, claimed) if plain else []
+        if bulk is None:
+            flagged = used
+        bitmaps: List[Tuple[int, int]] = []
+        for i, e in flagged:
+            if give_up_after is not None and result.inconsistencies >= give_up_after:
+                break
+            bits = pmd(e, base + (i << PMD_SHIFT), table_pfn)
+            if bits:
+                bitmaps.append((i, bits))
+        if bulk:
+            bitmaps.extend(bulk)
+            if flagged:
+                bitmaps.sort()
+        new = bitmap_runs(bitmaps, base >> PAGE_SHIFT)
+        if not new:
+            return
+        if runs and runs[-1][0] + runs[-1][1] == new[0][0]:
+            # a run crossing into this table's 1 GiB from the previous one
+            runs[-1] = (runs[-1][0], runs[-1][1] + new[0][1])
+            del new[0]
+        runs.extend(new)
+
+    def _plain_bitmaps(used: List[Tuple[int, int]], claimed: set) -> Optional[List[Tuple[int, int]]]:
+        """``(index, bits)`` of flag-free PMD entries (bitmap addresses), or None to go entry by entry.
+
+        None unless every bitmap page is distinct, unclaimed (``visited``,
+        ``claimed``), inside the image, readable and not empty: the entries
+        then need no finding and their order does not matter.
+        """
+        values = [e for _, e in used]
+        if max(values) > _PHYS_MASK:
+            return None
+        pfns = [e >> PAGE_SHIFT for e in values]
+        distinct = set(pfns)
+        if (len(distinct) != len(pfns) or not visited.isdisjoint(distinct)
+                or not claimed.isdisjoint(distinct) or max(pfns) >= image_pfns):
+            return None
+        raws = mem.read_many(values, PTRS_PER_TABLE // 8)
+        if None in raws:
+            return None
+        bits = list(map(int.from_bytes, raws, repeat("little")))
+        if 0 in bits:
+            return None
+        visited.update(distinct)
+        result.table_pfns.extend(pfns)
+        result.bitmaps += len(pfns)
+        return list(zip([i for i, _ in used], bits))
+
     slab = encoding == SLAB
     slots_seen = set()
 
-    def pmd(e: int, addr: int, table_pfn: int) -> None:
-        base_pfn = addr >> PAGE_SHIFT
+    def pmd(e: int, addr: int, table_pfn: int) -> Optional[int]:
+        """The 512-bit bitmap one PMD entry stands for (all set for PSE), or None."""
         bitmap_addr = e & ~(PAGE_SIZE - 1) & _PHYS_MASK
         if slab:
             if e & (PAGE_SIZE - 1) & ~(PSE | SLOT_MASK) or e & ~_PHYS_MASK:
                 bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than "
                     "PSE and the slab slot set", table_pfn)
-                return
+                return None
             if bitmap_addr == 0 and e & SLOT_MASK:
                 bad("bad-table-entry", f"PMD entry 0x{e:x} has a slot but no slab page", table_pfn)
-                return
+                return None
             if e & PSE and bitmap_addr == 0:
                 result.bare_pse += 1
-                add_run(base_pfn, PTRS_PER_TABLE)
-                return
+                return _ALL
             bits = _slab_bitmap(bitmap_addr + (e & SLOT_MASK) * SLOT_SIZE, addr)
             if e & PSE:
                 result.full_pse += 1
-                add_run(base_pfn, PTRS_PER_TABLE)
-                return
-            if bits:
-                for pfn, n in _bitmap_runs(bits, base_pfn):
-                    add_run(pfn, n)
-            return
+                return _ALL
+            return bits
         if e & (PAGE_SIZE - 1) & ~PSE or e & ~_PHYS_MASK:
             bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than PSE set",
                 table_pfn)
-            return
+            return None
         if e & PSE:
             if bitmap_addr == 0:
                 result.bare_pse += 1
             else:
                 result.full_pse += 1
                 _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=True)
-            add_run(base_pfn, PTRS_PER_TABLE)
-            return
+            return _ALL
         bits = _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=False)
-        if bits is None:
-            return
         if bits == 0:
             d.add("empty-bitmap", WARNING, f"bitmap for 0x{addr:x} has no bit set (the kernel clears "
                   "such a PMD)", bitmap_addr >> PAGE_SHIFT, f"{levels}-level identity map")
-        for pfn, n in _bitmap_runs(bits, base_pfn):
-            add_run(pfn, n)
+        return bits
 
     def _slab_bitmap(bitmap_addr: int, addr: int) -> Optional[int]:
         if bitmap_addr in slots_seen:
@@ -258,8 +349,10 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
 
     walk(pgd_pfn, 0, 0)
     result.runs = runs
-    if beyond[0]:
-        d.add("beyond-image", WARNING, f"{beyond[0]} preserved pages lie beyond the end of the "
+    last_inside = max(0, bisect.bisect_left(runs, (image_pfns, 0)) - 1)
+    beyond = sum(min(n, pfn + n - image_pfns) for pfn, n in runs[last_inside:] if pfn + n > image_pfns)
+    if beyond:
+        d.add("beyond-image", WARNING, f"{beyond} preserved pages lie beyond the end of the "
               "image (truncated capture?)", None, f"{levels}-level identity map")
     unmarked = [] if slab else result.unmarked_tables()
     if unmarked:

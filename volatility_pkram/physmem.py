@@ -132,6 +132,23 @@ class PhysicalMemory:
             raise UnreadableError(addr, length, "short read from the image")
         return data
 
+    def read_many(self, addrs: Sequence[int], length: int) -> List[Optional[bytes]]:
+        """Read ``length`` bytes at each of ``addrs``: a list of bytes, None where unreadable.
+
+        For the many small scattered reads of a table walk (the bitmaps of an
+        identity map): one call instead of one per address, without raising.
+        """
+        starts, extents, read = self._starts, self._extents, self._read
+        out: List[Optional[bytes]] = []
+        for addr in addrs:
+            i = bisect.bisect_right(starts, addr) - 1
+            if addr < 0 or i < 0 or addr + length > extents[i][1]:
+                out.append(None)
+                continue
+            data = read(addr, length)
+            out.append(data if len(data) == length else None)
+        return out
+
     def read_page(self, pfn: int) -> bytes:
         """Read the 4 KiB page ``pfn``."""
         return self.read(pfn << PAGE_SHIFT, PAGE_SIZE)
