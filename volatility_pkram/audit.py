@@ -437,7 +437,7 @@ def pkram_audit(pk: Pkram, now_ns: Optional[int] = None,
     if now_ns is None:
         now_ns = time.time_ns()
     diag_before = len(pk.diag)
-    preserved = [(r.first_pfn, r.pages) for r in pk.ranges()]
+    preserved = pk.ranges().runs()
     walk = _Walk(pk)
     walk.run(now_ns)
     refs = walk.refs

@@ -8,8 +8,11 @@ hold (:meth:`Pkram.objects`).
 
 from __future__ import annotations
 
+import bisect
+import operator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, List, Optional, Tuple
+from itertools import islice
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import files
 from . import format as fmt
@@ -20,7 +23,7 @@ from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .problems import ERROR, INFO, WARNING, Diagnostics
 from .regions import RegionList, pkram_regions
 
-__all__ = ["Range", "PreservedObject", "Pkram", "detect_v2_v3"]
+__all__ = ["Range", "RangeTable", "merge_ranges", "PreservedObject", "Pkram", "detect_v2_v3"]
 
 #: byte streams larger than this are not read whole into memory
 BYTE_STREAM_INLINE_MAX = 1 << 20
@@ -82,21 +85,139 @@ class PreservedObject:
         return self.header.name if self.header else f"obj{self.seq:04d}"
 
 
-def _merge_with_sources(items: List[Tuple[int, int, str]]) -> List[Range]:
-    out: List[Range] = []
-    cur = None
-    for pfn, n, src in sorted(items):
-        if cur and pfn <= cur[0] + cur[1]:
-            cur[1] = max(cur[1], pfn + n - cur[0])
-            if src not in cur[2]:
-                cur[2].append(src)
-        else:
-            if cur:
-                out.append(Range(cur[0], cur[1], tuple(cur[2])))
-            cur = [pfn, n, [src]]
-    if cur:
-        out.append(Range(cur[0], cur[1], tuple(cur[2])))
-    return out
+class RangeTable(Sequence[Range]):
+    """Maximal runs of preserved pages, ascending, held in columns.
+
+    A scattered 64 GiB image has a quarter of a million runs; they are kept
+    as two lists of ints and a small source-set index per run instead of a
+    :class:`Range` object each. Indexing and iteration still give
+    :class:`Range` objects, made on demand.
+    """
+
+    def __init__(self, labels: Sequence[str]):
+        #: source labels; a run's sources are a subset of them, in this order
+        self.labels = tuple(labels)
+        self.first_pfns: List[int] = []
+        self.counts: List[int] = []
+        self._masks: List[int] = []          # bit k set: labels[k] describes (part of) the run
+        self._default_mask = 0               # mask of every run not listed in _masks
+        self._mask_at: dict = {}             # run index -> mask, where it differs from the default
+
+    def __len__(self) -> int:
+        return len(self.first_pfns)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return Range(self.first_pfns[i], self.counts[i], self.sources(i))
+
+    def sources(self, i: int) -> Tuple[str, ...]:
+        """What describes run ``i``: one or more of :attr:`labels`."""
+        mask = self._mask_at.get(i, self._default_mask)
+        return tuple(label for k, label in enumerate(self.labels) if mask >> k & 1)
+
+    def runs(self) -> List[Tuple[int, int]]:
+        """``(first_pfn, npages)`` per run."""
+        return list(zip(self.first_pfns, self.counts))
+
+    @property
+    def total_pages(self) -> int:
+        return sum(self.counts)
+
+
+def merge_ranges(groups: Sequence[Tuple[str, Sequence[Tuple[int, int]]]]) -> RangeTable:
+    """Merge labelled ``(pfn, npages)`` runs into maximal runs with their sources.
+
+    Overlapping and adjacent runs merge. The largest group is usually
+    already sorted and maximal (an identity-map walk, a region list); it is
+    then taken as it is and the few runs of the other groups are merged into
+    it one by one, so the cost does not grow with its length. Otherwise all
+    runs are sorted and swept.
+    """
+    table = RangeTable([label for label, _ in groups])
+    if not groups:
+        return table
+    sizes = [len(runs) for _, runs in groups]
+    big = max(range(len(groups)), key=sizes.__getitem__)
+    base = groups[big][1]
+    starts = list(map(operator.itemgetter(0), base))
+    counts = list(map(operator.itemgetter(1), base))
+    if sum(sizes) - sizes[big] <= 64 and _is_maximal(starts, counts):
+        table.first_pfns, table.counts = starts, counts
+        table._default_mask = 1 << big
+        for k, (_, runs) in enumerate(groups):
+            if k != big:
+                for pfn, n in runs:
+                    _merge_one(table, pfn, n, 1 << k)
+        return table
+    tagged = sorted((pfn, n, 1 << k) for k, (_, runs) in enumerate(groups) for pfn, n in runs)
+    cur_pfn, cur_end, cur_mask = -1, -1, 0
+    for pfn, n, bit in tagged:
+        if pfn <= cur_end:
+            cur_end = max(cur_end, pfn + n)
+            cur_mask |= bit
+            continue
+        if cur_end >= 0:
+            _append(table, cur_pfn, cur_end - cur_pfn, cur_mask)
+        cur_pfn, cur_end, cur_mask = pfn, pfn + n, bit
+    if cur_end >= 0:
+        _append(table, cur_pfn, cur_end - cur_pfn, cur_mask)
+    return table
+
+
+def _is_maximal(starts: List[int], counts: List[int]) -> bool:
+    """Runs sorted, non-empty, neither overlapping nor adjacent (checked in C)."""
+    if not starts:
+        return True
+    ends = list(map(operator.add, starts, counts))
+    return min(counts) > 0 and all(map(operator.gt, islice(starts, 1, None), ends))
+
+
+def _append(table: RangeTable, pfn: int, n: int, mask: int) -> None:
+    table._mask_at[len(table.first_pfns)] = mask
+    table.first_pfns.append(pfn)
+    table.counts.append(n)
+
+
+def _merge_one(table: RangeTable, pfn: int, n: int, bit: int) -> None:
+    """Merge one run into a maximal table, keeping it maximal."""
+    starts, counts, masks = table.first_pfns, table.counts, table._mask_at
+    i = bisect.bisect_right(starts, pfn) - 1          # last run starting at or before pfn
+    if i >= 0 and starts[i] + counts[i] >= pfn:
+        lo = i                                         # overlaps or touches run i
+    else:
+        lo = i + 1
+    end = pfn + n
+    hi = lo                                            # runs lo..hi-1 merge with the new one
+    while hi < len(starts) and starts[hi] <= end:
+        hi += 1
+    if hi == lo:                                       # a run of its own
+        _shift_masks(table, lo, 1)
+        starts.insert(lo, pfn)
+        counts.insert(lo, n)
+        masks[lo] = bit
+        return
+    mask = bit
+    for k in range(lo, hi):
+        mask |= masks.get(k, table._default_mask)
+    new_start = min(pfn, starts[lo])
+    new_end = max(end, starts[hi - 1] + counts[hi - 1])
+    del starts[lo + 1:hi], counts[lo + 1:hi]
+    for k in range(lo, hi):
+        masks.pop(k, None)
+    _shift_masks(table, hi, lo + 1 - hi)
+    starts[lo], counts[lo] = new_start, new_end - new_start
+    masks[lo] = mask
+
+
+def _shift_masks(table: RangeTable, from_index: int, delta: int) -> None:
+    """Renumber the per-run overrides at or after ``from_index`` by ``delta``."""
+    if delta and table._mask_at:
+        shifted = {(k + delta if k >= from_index else k): m for k, m in table._mask_at.items()}
+        table._mask_at.clear()
+        table._mask_at.update(shifted)
 
 
 def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512,
@@ -196,7 +317,7 @@ class Pkram:
             self._regions = pkram_regions(self.mem, self.sb, self.diag)
         return self._regions
 
-    def ranges(self) -> List[Range]:
+    def ranges(self) -> RangeTable:
         """Maximal runs of what the next kernel keeps reserved, ascending.
 
         v1 (``pkram_reserve()``): the pages the identity map marks, the super
@@ -204,7 +325,6 @@ class Pkram:
         ``__pkram_reboot()`` already built to include the super block and
         list pages; the v2/v3 pagetable itself is not handed over.
         """
-        items: List[Tuple[int, int, str]] = []
         if self.runtime:
             return self._runtime_ranges()
         if self.sb.empty:
@@ -212,41 +332,42 @@ class Pkram:
             # unreserved again; v2/v3 reject an all-zero page as an invalid super block.
             self.diag.add("empty-super-block", INFO, "super block lists no node: nothing is "
                           "reserved, not even the super block page", self.sb.pfn)
-            return []
+            return merge_ranges([])
+        groups: List[Tuple[str, Sequence[Tuple[int, int]]]] = []
         if self.revision == 1:
-            items.append((self.sb.pfn, 1, SOURCE_SUPER_BLOCK))
+            groups.append((SOURCE_SUPER_BLOCK, [(self.sb.pfn, 1)]))
             paging = self.paging
             if paging is not None:
-                items.append((self.sb.pgd_pfn, 1, SOURCE_PGD))
-                items.extend((pfn, n, SOURCE_PAGETABLE) for pfn, n in paging.table.runs)
+                groups.append((SOURCE_PGD, [(self.sb.pgd_pfn, 1)]))
+                groups.append((SOURCE_PAGETABLE, paging.table.runs))
         else:
             regions = self.region_list
             if regions is not None:
-                items.extend((pfn, n, SOURCE_REGION_LIST) for pfn, n in regions.runs())
+                groups.append((SOURCE_REGION_LIST, regions.runs()))
             elif not self.sb.empty:
                 self.diag.add("no-region-list", WARNING, "super block has nodes but no region list",
                               self.sb.pfn)
             self.diag.add("v2-pagetable", INFO, "v2/v3 kernels do not hand the pagetable over; ranges "
                           "come from the region list only", self.sb.pfn)
-        return _merge_with_sources(items)
+        return merge_ranges(groups)
 
     @property
     def runtime(self) -> bool:
         """True for the pre-kexec state: nodes carved, not reached from a super block."""
         return self.node_pfns is not None
 
-    def _runtime_ranges(self) -> List[Range]:
+    def _runtime_ranges(self) -> RangeTable:
         """Runtime state: v1, what the live identity map (``pkram_pgd``) marks, plus its root."""
         if self.paging is not None:
             # v1 marks the table pages and reserves the root separately; the v2/v3
             # runtime table marks neither (its pages are plain allocations)
-            items = [(self.sb.pgd_pfn, 1, SOURCE_PGD)] if self.revision == 1 else []
-            items += [(pfn, n, SOURCE_PAGETABLE) for pfn, n in self.paging.table.runs]
-            return _merge_with_sources(items)
+            groups = [(SOURCE_PGD, [(self.sb.pgd_pfn, 1)])] if self.revision == 1 else []
+            groups.append((SOURCE_PAGETABLE, self.paging.table.runs))
+            return merge_ranges(groups)
         self.diag.add("runtime-no-ranges", INFO, "runtime state: no consistent identity-map root "
                       "(pkram_pgd) was found and v2/v3 build the region list only at reboot; the "
                       "preserved ranges are not described in this image", None)
-        return []
+        return merge_ranges([])
 
     # -- objects ----------------------------------------------------------------
 

@@ -125,7 +125,7 @@ class YaraScan(interfaces.plugins.PluginInterface):
                    if f.kind == "orphan" and f.start is not None]
         refmap = getattr(summary, "refmap", None)
         if all_ranges:
-            runs = [(r.first_pfn, r.pages) for r in pk.ranges()]
+            runs = pk.ranges().runs()
             yield from self._physical_hits(pk, scanner, runs, "range", refmap)
         elif orphans:
             yield from self._physical_hits(pk, scanner, orphans, "orphan", refmap)
