@@ -27,25 +27,30 @@ class Ranges(interfaces.plugins.PluginInterface):
     def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
         return vol3.common_requirements()
 
-    def _generator(self, pk):
-        for rng in pk.ranges():
-            yield 0, (
-                format_hints.Hex(rng.start),
-                format_hints.Hex(rng.start + rng.size - 1),
-                rng.size,
-                rng.pages,
-                format_hints.Hex(rng.first_pfn),
-                format_hints.Hex(rng.first_pfn + rng.pages - 1),
-                "+".join(rng.sources),
-            )
-        paging = pk.paging
-        if paging is not None:
-            vollog.info(f"pkram: identity map read as {paging.levels}-level ({paging.reason})")
-        vol3.log_problems(pk)
+    @staticmethod
+    def range_row(table, i: int) -> tuple:
+        """The values of run ``i`` of a :class:`~volatility_pkram.reader.RangeTable`."""
+        first, pages = table.first_pfns[i], table.counts[i]
+        return (format_hints.Hex(first << 12), format_hints.Hex(((first + pages) << 12) - 1),
+                pages << 12, pages, format_hints.Hex(first), format_hints.Hex(first + pages - 1),
+                "+".join(table.sources(i)))
 
     def run(self):
         pk, _loc = vol3.open_pkram(self)
-        return renderers.TreeGrid(
+        table = None
+
+        def make_rows() -> int:
+            nonlocal table
+            table = pk.ranges()
+            paging = pk.paging
+            if paging is not None:
+                vollog.info(f"pkram: identity map read as {paging.levels}-level ({paging.reason})")
+            vol3.log_problems(pk)
+            return len(table)
+
+        # a quarter of a million rows is common (scattered pages): a FlatGrid
+        # builds each row only when a renderer reads it
+        return vol3.FlatGrid(
             [("Start", format_hints.Hex), ("End", format_hints.Hex), ("Size", int), ("Pages", int),
              ("FirstPFN", format_hints.Hex), ("LastPFN", format_hints.Hex), ("Source", str)],
-            self._generator(pk))
+            make_rows, lambda i: self.range_row(table, i))

@@ -1,0 +1,166 @@
+"""The bulk paths behind pkram.ranges, each against a brute-force model.
+
+* ``bitmap_runs`` (runs of set bits of consecutive PMD bitmaps) against a
+  bit-by-bit scan;
+* ``merge_ranges`` (labelled runs -> maximal runs with sources) against a
+  page set;
+* the identity-map walk's bulk PMD-table path against its entry-by-entry
+  path, on random tables with flags, duplicates, holes and empty bitmaps;
+* ``FlatGrid`` against volatility's own ``TreeGrid``: every CLI renderer
+  prints the same bytes for the same rows.
+"""
+
+import io
+import struct
+from contextlib import redirect_stdout
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volatility_pkram.pagetable import bitmap_runs, identity_map_walk
+from volatility_pkram.physmem import BytesMemory
+from volatility_pkram.reader import merge_ranges
+
+PAGE = 4096
+ALL = (1 << 512) - 1
+
+
+def _runs_of_pages(pages):
+    """Maximal runs of a set of PFNs, ascending."""
+    runs = []
+    for p in sorted(pages):
+        if runs and runs[-1][0] + runs[-1][1] == p:
+            runs[-1][1] += 1
+        else:
+            runs.append([p, 1])
+    return [tuple(r) for r in runs]
+
+
+bitmap_values = st.one_of(st.just(ALL), st.integers(1, ALL),
+                          st.builds(lambda a, b: ((1 << b) - 1) << a, st.integers(0, 500), st.integers(1, 12)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.integers(0, 40), bitmap_values, max_size=12), st.integers(0, 1 << 30))
+def test_bitmap_runs_equal_a_bit_by_bit_scan(by_index, base):
+    bitmaps = sorted(by_index.items())
+    pages = {base + i * 512 + b for i, bits in bitmaps for b in range(512) if bits >> b & 1}
+    assert bitmap_runs(bitmaps, base) == _runs_of_pages(pages)
+
+
+label_runs = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20)), max_size=25)
+
+
+def _check_merge(groups):
+    table = merge_ranges(groups)
+    union = {p for _, runs in groups for pfn, n in runs for p in range(pfn, pfn + n)}
+    expected = _runs_of_pages(union)
+    assert table.runs() == expected
+    assert len(table) == len(expected) and table.total_pages == len(union)
+    for i, (first, count) in enumerate(expected):
+        inside = range(first, first + count)
+        want = tuple(label for label, runs in groups
+                     if any(pfn in inside for pfn, n in runs))
+        assert table.sources(i) == want
+        rng = table[i]
+        assert (rng.first_pfn, rng.pages, rng.sources) == (first, count, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(label_runs, min_size=0, max_size=4))
+def test_merge_ranges_equals_a_page_set(run_lists):
+    _check_merge([(f"label{k}", runs) for k, runs in enumerate(run_lists)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2000), min_size=1, max_size=200, unique=True), label_runs)
+def test_merge_ranges_fast_path_inserts_few_runs_into_a_maximal_list(starts, extras):
+    # a maximal list (what an identity-map walk gives) plus a few other runs
+    big = _runs_of_pages({s + k for s in starts for k in range(3)})
+    _check_merge([("super block", extras[:2]), ("pagetable", big), ("root", extras[2:5])])
+
+
+# -- identity map: bulk PMD-table path == entry-by-entry path --------------------
+
+ROOT, PUD, PMD0 = 0x10, 0x11, 0x12
+NPAGES = 0x400
+
+
+def _pmd_entry(draw_kind, bitmap_pfn):
+    return {"plain": bitmap_pfn << 12, "pse_bitmap": (bitmap_pfn << 12) | 0x80, "bare_pse": 0x80,
+            "flag": (bitmap_pfn << 12) | 0x3, "outside": (NPAGES + 5) << 12,
+            "huge": 1 << 60, "root": ROOT << 12}[draw_kind]
+
+
+pmd_kinds = st.sampled_from(["plain"] * 6 + ["pse_bitmap", "bare_pse", "flag", "outside", "huge", "root"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 511), pmd_kinds, st.integers(0x20, NPAGES - 1), bitmap_values
+                          | st.just(0)), min_size=1, max_size=40),
+       st.booleans())
+def test_bulk_pmd_path_equals_entry_by_entry_walk(entries, second_table):
+    buf = bytearray(NPAGES * PAGE)
+    struct.pack_into("<Q", buf, ROOT * PAGE, PUD << 12)
+    struct.pack_into("<Q", buf, PUD * PAGE, PMD0 << 12)
+    if second_table:
+        struct.pack_into("<Q", buf, PUD * PAGE + 8, (PMD0 + 1) << 12)
+    for n, (index, kind, bitmap_pfn, bits) in enumerate(entries):
+        table = PMD0 + (n % 2 if second_table else 0)
+        struct.pack_into("<Q", buf, table * PAGE + index * 8, _pmd_entry(kind, bitmap_pfn))
+        buf[bitmap_pfn * PAGE:bitmap_pfn * PAGE + 64] = bits.to_bytes(64, "little")
+    mem = BytesMemory(bytes(buf))
+    bulk = identity_map_walk(mem, ROOT, 4)
+    # give_up_after disables the bulk path: every entry goes through pmd()
+    one_by_one = identity_map_walk(mem, ROOT, 4, give_up_after=10 ** 9)
+    assert bulk.runs == one_by_one.runs
+    assert sorted(bulk.table_pfns) == sorted(one_by_one.table_pfns)
+    assert (bulk.bitmaps, bulk.full_pse, bulk.bare_pse, bulk.inconsistencies) == \
+        (one_by_one.bitmaps, one_by_one.full_pse, one_by_one.bare_pse, one_by_one.inconsistencies)
+    assert sorted((p.kind, p.pfn) for p in bulk.diag) == sorted((p.kind, p.pfn) for p in one_by_one.diag)
+
+
+# -- FlatGrid renders exactly like a TreeGrid ------------------------------------
+
+def _rows():
+    from volatility3.framework.renderers import format_hints
+    return [(format_hints.Hex(i << 12), i, f"src{i % 3}\tx" if i % 5 == 0 else f"src{i % 3}")
+            for i in range(0, 3000, 7)]
+
+
+@pytest.mark.parametrize("renderer", ["quick", "csv", "pretty", "json", "jsonl", "none"])
+def test_flat_grid_renders_like_a_tree_grid(renderer):
+    from volatility3.cli import text_renderer
+    from volatility3.framework import renderers
+    from volatility3.framework.renderers import format_hints
+
+    from volatility_pkram import vol3
+
+    columns = [("Start", format_hints.Hex), ("Pages", int), ("Source", str)]
+    rows = _rows()
+    kinds = {r.name.lower(): r for r in text_renderer.CLIRenderer.__subclasses__()}
+    kinds.update({r.name.lower(): r for r in text_renderer.JsonRenderer.__subclasses__()})
+
+    def render(grid):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            kinds[renderer]().render(grid)
+        return out.getvalue(), grid.row_count
+
+    tree = render(renderers.TreeGrid(columns, ((0, r) for r in rows)))
+    flat = render(vol3.FlatGrid(columns, lambda: len(rows), rows.__getitem__))
+    assert flat == tree and tree[1] == len(rows)
+    if renderer != "none":
+        assert tree[0]
+
+
+def test_flat_grid_rejects_a_wrongly_typed_row_like_a_tree_grid():
+    from volatility3.framework.renderers import format_hints
+
+    from volatility_pkram import vol3
+
+    grid = vol3.FlatGrid([("Start", format_hints.Hex)], lambda: 1, lambda i: (5,))
+    grid.populate()
+    with pytest.raises(TypeError):
+        grid.children(None)[0].values
