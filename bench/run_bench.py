@@ -18,7 +18,8 @@ For each case, in one run on the same image: volatility start-up (a trivial
 Linux-category plugin), pkram.ranges, pkram.extract, and the baseline
 (bench/baseline.py: pread each link entry of every file in file order and write
 the same bytes out). Wall time and peak RSS of each process (GNU time). Every
-command runs twice and the second (warm) run counts. Prints the ratios that
+command runs RUNS (4) times: the first warms the page cache, the fastest of the
+other three counts (this VM's timings vary by 30% from run to run). Prints the ratios that
 issue #7 sets targets for. Not a test: nothing asserts here.
 """
 
@@ -36,6 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 BIN = Path(sys.executable).parent
+
+#: runs per command: one to warm the page cache, then the fastest of the rest counts
+RUNS = 4
 
 CASES = {
     "v1_64g": ("bench_v1", {"mem_size": "64G"}),
@@ -108,8 +112,10 @@ def run_scan_case(case: str, work: Path, env) -> dict:
     result = {}
     for name, cmd in cmds.items():
         best = None
-        for _ in range(2):
-            best = measure(cmd, env, work)
+        for attempt in range(RUNS):
+            wall, rss = measure(cmd, env, work)
+            if attempt and (best is None or wall < best[0]):
+                best = (wall, rss)
         result[name] = {"wall_s": round(best[0], 2), "rss_mib": round(best[1], 1)}
         print(f"[{case}] {name:9s} {best[0]:7.2f} s  {best[1]:7.1f} MiB", flush=True)
     from volatility_pkram.physmem import RawImage
@@ -141,6 +147,8 @@ def run_case(case: str, work: Path, env) -> dict:
         "startup": [str(BIN / "vol-pkram"), "-p", str(ROOT / "bench" / "plugins"), "-q", "-r", "none",
                     "-f", str(image), "benchnop.nop"],
         "ranges": vol + ["pkram.ranges"],
+        # not a target: the same table through volatility's JSON renderer, to /dev/null
+        "ranges_json": [c if c != "none" else "json" for c in vol] + ["pkram.ranges"],
         "extract": vol[:1] + ["-o", str(ext_dir)] + vol[1:] + ["pkram.extract"],
         "baseline": [sys.executable, str(ROOT / "bench" / "baseline.py"), str(image), str(plan),
                      str(base_dir)],
@@ -148,11 +156,14 @@ def run_case(case: str, work: Path, env) -> dict:
     result = {}
     for name, cmd in cmds.items():
         best = None
-        for _ in range(2):
+        for attempt in range(RUNS):
             for d in (ext_dir, base_dir):
                 shutil.rmtree(d, ignore_errors=True)
                 d.mkdir(parents=True)
-            best = measure(cmd, env, work)
+            wall, rss = measure(cmd, env, work)
+            # the first run warms the page cache; of the warm runs, the fastest counts
+            if attempt and (best is None or wall < best[0]):
+                best = (wall, rss)
         result[name] = {"wall_s": round(best[0], 2), "rss_mib": round(best[1], 1)}
         print(f"[{case}] {name:9s} {best[0]:7.2f} s  {best[1]:7.1f} MiB", flush=True)
     manifest = json.loads((out / "manifest.json").read_text())
