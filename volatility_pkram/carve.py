@@ -33,7 +33,7 @@ from typing import Dict, Iterable, Iterator, List, Optional
 from . import format as fmt
 from .lists import pkram_links, pkram_nodes
 from .locate import Candidate, check_super_block, coalesce
-from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels, runs_contain
+from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
 from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from .problems import Diagnostics
 
@@ -245,12 +245,12 @@ def check_pgd(mem: PhysicalMemory, pfn: int, node_pfns: Iterable[int], revision:
     choice = infer_paging_levels(mem, pfn, encoding=encoding, give_up_after=PGD_GIVE_UP)
     table = choice.table
     pc.paging = choice
-    if table.inconsistencies or not table.runs or not table.table_pfns:
+    if table.inconsistencies or not table.starts or not table.table_pfns:
         pc.reason = (f"{table.inconsistencies} inconsistencies" if table.inconsistencies
                      else "marks no page")
         return pc
     node_pfns = list(node_pfns)
-    pc.nodes_marked = sum(1 for n in node_pfns if runs_contain(table.runs, n))
+    pc.nodes_marked = sum(1 for n in node_pfns if table.marks(n))
     if encoding == SLAB and (not node_pfns or pc.nodes_marked < len(node_pfns)):
         pc.reason = (f"a slab-encoded table marking {pc.nodes_marked} of {len(node_pfns)} carved "
                      "node pages")
@@ -364,7 +364,7 @@ def recover(mem: PhysicalMemory, hits: Iterable[PageHit], *, revision: Optional[
         # live nodes are marked in pkram_pgd; a node page the live table does not mark
         # is left over from an earlier boot, even when its lists still decode
         for n in res.nodes:
-            if n.valid and n.chained_by is None and not runs_contain(best.paging.table.runs, n.node.pfn):
+            if n.valid and n.chained_by is None and not best.paging.table.marks(n.node.pfn):
                 n.valid = False
                 n.reason = (f"not marked in the live identity map 0x{best.pfn:x}: a node page left "
                             "over from an earlier boot")

@@ -17,9 +17,8 @@ under which the table describes itself consistently.
 from __future__ import annotations
 
 import bisect
-import re
-from itertools import accumulate, repeat
-from operator import itemgetter
+from itertools import accumulate, count, repeat
+from operator import add, sub
 from array import array
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -28,7 +27,7 @@ from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from .problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["PSE", "V1", "SLAB", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
-           "runs_contain"]
+           "bitmap_runs"]
 
 #: ``_PAGE_PSE``: a PMD entry covering its whole 2 MiB.
 PSE = 0x80
@@ -50,7 +49,9 @@ class IdentityMap:
 
     root_pfn: int
     levels: int
-    runs: List[Tuple[int, int]] = field(default_factory=list)   # (first_pfn, npages), ascending
+    #: the marked pages as maximal runs, ascending, in two columns (first PFN, page count)
+    starts: List[int] = field(default_factory=list)
+    counts: List[int] = field(default_factory=list)
     table_pfns: List[int] = field(default_factory=list)          # P4D/PUD/PMD/bitmap pages
     bitmaps: int = 0
     full_pse: int = 0      # PSE over a full bitmap
@@ -59,17 +60,26 @@ class IdentityMap:
     diag: Diagnostics = field(default_factory=Diagnostics)
 
     @property
+    def runs(self) -> List[Tuple[int, int]]:
+        """The marked pages as ``(first_pfn, npages)`` runs, ascending and maximal."""
+        return list(zip(self.starts, self.counts))
+
+    @property
     def pages(self) -> int:
-        return sum(n for _, n in self.runs)
+        return sum(self.counts)
+
+    def marks(self, pfn: int) -> bool:
+        """True if the table marks page ``pfn`` as preserved."""
+        i = bisect.bisect_right(self.starts, pfn) - 1
+        return i >= 0 and pfn < self.starts[i] + self.counts[i]
 
     def unmarked_tables(self) -> List[int]:
-        """Table pages (below the root) the table does not mark as preserved."""
-        runs = self.runs
-        starts = list(map(itemgetter(0), runs))
+        """Table pages (below the root) the table does not mark as preserved, ascending."""
+        starts, counts = self.starts, self.counts
         out = []
-        for pfn in self.table_pfns:
+        for pfn in sorted(self.table_pfns):
             i = bisect.bisect_right(starts, pfn) - 1
-            if i < 0 or pfn >= starts[i] + runs[i][1]:
+            if i < 0 or pfn >= starts[i] + counts[i]:
                 out.append(pfn)
         return out
 
@@ -85,53 +95,35 @@ def merge_runs(runs) -> List[Tuple[int, int]]:
     return [(p, n) for p, n in out]
 
 
-def runs_contain(runs: List[Tuple[int, int]], pfn: int) -> bool:
-    i = bisect.bisect_right(runs, (pfn, 1 << 62)) - 1
-    return i >= 0 and runs[i][0] <= pfn < runs[i][0] + runs[i][1]
+#: bytes of one PMD's bitmap (512 bits, one per 4 KiB page)
+BITMAP_BYTES = PTRS_PER_TABLE // 8
+_FULL_BITMAP = b"\xff" * BITMAP_BYTES
+_EMPTY_BITMAP = bytes(BITMAP_BYTES)
 
 
-#: one PMD's 512-bit bitmap as characters, bit 0 first: all set, and none set
-_FULL_BITS = "1" * PTRS_PER_TABLE
-_NO_BITS = "0" * PTRS_PER_TABLE
-_RUNS = re.compile("1+|0+")
+def bitmap_runs(bitmap: bytes, base_pfn: int) -> Tuple[List[int], List[int]]:
+    """Runs of set bits of a little-endian bitmap, one bit per page from ``base_pfn``.
 
-
-def _bit_string(bits: int) -> str:
-    """A 512-bit bitmap as ``"0"``/``"1"`` characters, lowest bit (first page) first."""
-    return format(bits, "0512b")[::-1]
-
-
-def bitmap_runs(bitmaps: List[Tuple[int, int]], base_pfn: int) -> List[Tuple[int, int]]:
-    """Runs of set bits, as ``(pfn, npages)``, of consecutive 512-bit PMD bitmaps.
-
-    ``bitmaps`` holds ``(pmd_index, bits)`` in ascending index order; bitmap
-    ``pmd_index`` covers the 512 pages from ``base_pfn + 512 * pmd_index``.
-    Missing indices are empty. Each group of consecutive bitmaps is laid out
-    as one character string and cut into alternating runs by a regular
-    expression; lengths and offsets come from ``map``/``accumulate``. All of
-    it runs in C: walking bits one run at a time in Python cost about a
-    microsecond per run, 0.3 s for the 250k runs of a scattered 64 GiB image.
+    Returns two columns, first PFNs and page counts, ascending. The bits
+    where a run starts or ends are found in one big-integer step
+    (``x ^ (x << 1)``); their positions come from splitting the binary
+    string at each ``1`` and summing gap lengths with ``accumulate``. All
+    of it runs in C. On the 250k runs of a scattered 64 GiB image this
+    takes 0.12 s, against 0.2-0.3 s for a Python loop per run and about
+    0.2 s for cutting the bit string with ``re.findall``.
     """
-    runs: List[Tuple[int, int]] = []
-    i = 0
-    while i < len(bitmaps):
-        # a group of PMDs with consecutive indices
-        j = i + 1
-        while j < len(bitmaps) and bitmaps[j][0] == bitmaps[j - 1][0] + 1:
-            j += 1
-        first = bitmaps[i][0]
-        text = "".join(_FULL_BITS if bits == _ALL else _bit_string(bits) for _, bits in bitmaps[i:j])
-        group_pfn = base_pfn + first * PTRS_PER_TABLE
-        # alternating runs of set and clear bits; their lengths and offsets, all in C
-        lengths = list(map(len, _RUNS.findall(text)))
-        offsets = list(accumulate(lengths, initial=group_pfn))
-        first_set = 0 if text.startswith("1") else 1
-        runs.extend(zip(offsets[first_set::2], lengths[first_set::2]))
-        i = j
-    return runs
-
-
-_ALL = (1 << PTRS_PER_TABLE) - 1
+    x = int.from_bytes(bitmap, "little")
+    if not x:
+        return [], []
+    # bit i of the edges is set where bit i of x differs from bit i - 1 (bit -1 is clear):
+    # run starts and ends alternate; reversed, the string lists bit 0 first
+    edges = format(x ^ (x << 1), "b")[::-1]
+    gaps = edges.split("1")
+    gaps.pop()
+    positions = list(map(add, accumulate(map(len, gaps)), count()))
+    starts = positions[0::2]
+    counts = list(map(sub, positions[1::2], starts))
+    return list(map(add, starts, repeat(base_pfn))), counts
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
@@ -154,7 +146,7 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     shifts, names = _SHIFTS[levels], _LEVEL_NAMES[levels]
     d = result.diag
     visited = {pgd_pfn}
-    runs: List[Tuple[int, int]] = []
+    starts, counts = result.starts, result.counts
     image_pfns = mem.max_pfn
 
     def bad(kind: str, msg: str, pfn: int, severity: str = ERROR) -> None:
@@ -206,7 +198,7 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             walk(child, depth + 1, addr)
 
     def pmd_table(entries: array, base: int, table_pfn: int) -> None:
-        """One PMD table page: its bitmaps, then the runs of its 1 GiB in one pass.
+        """One PMD table page: its 512 bitmaps side by side, then the runs of its 1 GiB.
 
         The common v1 entry (the address of a bitmap page, no flag) is
         checked and read in bulk with the other such entries of the table.
@@ -221,31 +213,35 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             flagged = [(i, e) for i, e in used if e & (PAGE_SIZE - 1)] if len(plain) < len(used) else []
             # a flagged entry sharing a bitmap page with a plain one: order matters, go one by one
             claimed = {(e & _PHYS_MASK) >> PAGE_SHIFT for _, e in flagged}
-            bulk = _plain_bitmaps(plain, claimed) if plain else []
+            bulk = _plain_bitmaps(plain, claimed) if plain else ([], [])
         if bulk is None:
             flagged = used
-        bitmaps: List[Tuple[int, int]] = []
-        for i, e in flagged:
-            if give_up_after is not None and result.inconsistencies >= give_up_after:
-                break
-            bits = pmd(e, base + (i << PMD_SHIFT), table_pfn)
-            if bits:
-                bitmaps.append((i, bits))
-        if bulk:
-            bitmaps.extend(bulk)
-            if flagged:
-                bitmaps.sort()
-        new = bitmap_runs(bitmaps, base >> PAGE_SHIFT)
-        if not new:
+        if bulk is not None and len(bulk[0]) == PTRS_PER_TABLE:
+            bitmap = b"".join(bulk[1])          # a full table of plain bitmaps, in index order
+        else:
+            table = bytearray(PTRS_PER_TABLE * BITMAP_BYTES)
+            if bulk is not None:
+                for i, raw in zip(*bulk):
+                    table[i * BITMAP_BYTES:(i + 1) * BITMAP_BYTES] = raw
+            for i, e in flagged:
+                if give_up_after is not None and result.inconsistencies >= give_up_after:
+                    break
+                bits = pmd(e, base + (i << PMD_SHIFT), table_pfn)
+                if bits:
+                    table[i * BITMAP_BYTES:(i + 1) * BITMAP_BYTES] = bits
+            bitmap = table
+        new_starts, new_counts = bitmap_runs(bitmap, base >> PAGE_SHIFT)
+        if not new_starts:
             return
-        if runs and runs[-1][0] + runs[-1][1] == new[0][0]:
+        if starts and starts[-1] + counts[-1] == new_starts[0]:
             # a run crossing into this table's 1 GiB from the previous one
-            runs[-1] = (runs[-1][0], runs[-1][1] + new[0][1])
-            del new[0]
-        runs.extend(new)
+            counts[-1] += new_counts[0]
+            del new_starts[0], new_counts[0]
+        starts.extend(new_starts)
+        counts.extend(new_counts)
 
-    def _plain_bitmaps(used: List[Tuple[int, int]], claimed: set) -> Optional[List[Tuple[int, int]]]:
-        """``(index, bits)`` of flag-free PMD entries (bitmap addresses), or None to go entry by entry.
+    def _plain_bitmaps(used: List[Tuple[int, int]], claimed: set) -> Optional[Tuple[List[int], List[bytes]]]:
+        """Indices and bitmaps of flag-free PMD entries (bitmap addresses), or None to go one by one.
 
         None unless every bitmap page is distinct, unclaimed (``visited``,
         ``claimed``), inside the image, readable and not empty: the entries
@@ -259,22 +255,19 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         if (len(distinct) != len(pfns) or not visited.isdisjoint(distinct)
                 or not claimed.isdisjoint(distinct) or max(pfns) >= image_pfns):
             return None
-        raws = mem.read_many(values, PTRS_PER_TABLE // 8)
-        if None in raws:
-            return None
-        bits = list(map(int.from_bytes, raws, repeat("little")))
-        if 0 in bits:
+        raws = mem.read_many(values, BITMAP_BYTES)
+        if None in raws or _EMPTY_BITMAP in raws:
             return None
         visited.update(distinct)
         result.table_pfns.extend(pfns)
         result.bitmaps += len(pfns)
-        return list(zip([i for i, _ in used], bits))
+        return [i for i, _ in used], raws
 
     slab = encoding == SLAB
     slots_seen = set()
 
-    def pmd(e: int, addr: int, table_pfn: int) -> Optional[int]:
-        """The 512-bit bitmap one PMD entry stands for (all set for PSE), or None."""
+    def pmd(e: int, addr: int, table_pfn: int) -> Optional[bytes]:
+        """The 64-byte bitmap one PMD entry stands for (all set for PSE), or None."""
         bitmap_addr = e & ~(PAGE_SIZE - 1) & _PHYS_MASK
         if slab:
             if e & (PAGE_SIZE - 1) & ~(PSE | SLOT_MASK) or e & ~_PHYS_MASK:
@@ -286,11 +279,11 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
                 return None
             if e & PSE and bitmap_addr == 0:
                 result.bare_pse += 1
-                return _ALL
+                return _FULL_BITMAP
             bits = _slab_bitmap(bitmap_addr + (e & SLOT_MASK) * SLOT_SIZE, addr)
             if e & PSE:
                 result.full_pse += 1
-                return _ALL
+                return _FULL_BITMAP
             return bits
         if e & (PAGE_SIZE - 1) & ~PSE or e & ~_PHYS_MASK:
             bad("bad-table-entry", f"PMD entry 0x{e:x} for 0x{addr:x} has bits other than PSE set",
@@ -302,14 +295,14 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             else:
                 result.full_pse += 1
                 _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=True)
-            return _ALL
+            return _FULL_BITMAP
         bits = _note_bitmap(bitmap_addr >> PAGE_SHIFT, addr, full_expected=False)
-        if bits == 0:
+        if bits == _EMPTY_BITMAP:
             d.add("empty-bitmap", WARNING, f"bitmap for 0x{addr:x} has no bit set (the kernel clears "
                   "such a PMD)", bitmap_addr >> PAGE_SHIFT, f"{levels}-level identity map")
         return bits
 
-    def _slab_bitmap(bitmap_addr: int, addr: int) -> Optional[int]:
+    def _slab_bitmap(bitmap_addr: int, addr: int) -> Optional[bytes]:
         if bitmap_addr in slots_seen:
             bad("cycle", f"slab bitmap 0x{bitmap_addr:x} for 0x{addr:x} is used twice", bitmap_addr >> PAGE_SHIFT)
             return None
@@ -323,9 +316,9 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         except UnreadableError as exc:
             bad("unreadable", f"slab bitmap not captured: {exc.reason}", bitmap_addr >> PAGE_SHIFT)
             return None
-        return int.from_bytes(raw, "little")
+        return raw
 
-    def _note_bitmap(bitmap_pfn: int, addr: int, full_expected: bool) -> Optional[int]:
+    def _note_bitmap(bitmap_pfn: int, addr: int, full_expected: bool) -> Optional[bytes]:
         if bitmap_pfn in visited:
             bad("cycle", f"bitmap page 0x{bitmap_pfn:x} for 0x{addr:x} is also a table page", bitmap_pfn)
             return None
@@ -336,21 +329,20 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             bad("pfn-out-of-range", f"bitmap page 0x{bitmap_pfn:x} is outside the image", bitmap_pfn)
             return None
         try:
-            raw = mem.read(bitmap_pfn << PAGE_SHIFT, PTRS_PER_TABLE // 8)
+            raw = mem.read(bitmap_pfn << PAGE_SHIFT, BITMAP_BYTES)
         except UnreadableError as exc:
             bad("unreadable", f"bitmap page not captured: {exc.reason}", bitmap_pfn)
             return None
-        bits = int.from_bytes(raw, "little")
-        if full_expected and bits != (1 << PTRS_PER_TABLE) - 1:
+        if full_expected and raw != _FULL_BITMAP:
             d.add("pse-bitmap-not-full", WARNING, f"PMD for 0x{addr:x} has PSE but its bitmap is "
                   "not full; the whole 2 MiB is reserved anyway", bitmap_pfn,
                   f"{levels}-level identity map")
-        return bits
+        return raw
 
     walk(pgd_pfn, 0, 0)
-    result.runs = runs
-    last_inside = max(0, bisect.bisect_left(runs, (image_pfns, 0)) - 1)
-    beyond = sum(min(n, pfn + n - image_pfns) for pfn, n in runs[last_inside:] if pfn + n > image_pfns)
+    last_inside = max(0, bisect.bisect_left(starts, image_pfns) - 1)
+    beyond = sum(min(n, pfn + n - image_pfns) for pfn, n in zip(starts[last_inside:], counts[last_inside:])
+                 if pfn + n > image_pfns)
     if beyond:
         d.add("beyond-image", WARNING, f"{beyond} preserved pages lie beyond the end of the "
               "image (truncated capture?)", None, f"{levels}-level identity map")
@@ -358,7 +350,7 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     if unmarked:
         result.inconsistencies += len(unmarked)
         d.add("unmarked-table-page", ERROR, f"{len(unmarked)} table pages are not marked preserved "
-              f"in the table itself (first: 0x{unmarked[0]:x})", unmarked[0],
+              f"in the table itself (lowest: 0x{unmarked[0]:x})", unmarked[0],
               f"{levels}-level identity map")
     return result
 
@@ -394,7 +386,7 @@ def infer_paging_levels(mem: PhysicalMemory, pgd_pfn: int, forced: Optional[int]
     if w4.inconsistencies == w5.inconsistencies:
         if not w4.table_pfns and not w5.table_pfns:
             return PagingChoice(4, "table is empty; 4-level assumed (indistinguishable)", walks)
-        if w4.runs == w5.runs:
+        if (w4.starts, w4.counts) == (w5.starts, w5.counts):
             return PagingChoice(4, "both depths describe the same pages; 4-level assumed", walks)
         return PagingChoice(4, f"both depths equally consistent ({w4.inconsistencies} findings "
                             "each); 4-level assumed", walks)

@@ -127,32 +127,31 @@ class RangeTable(Sequence[Range]):
         return sum(self.counts)
 
 
-def merge_ranges(groups: Sequence[Tuple[str, Sequence[Tuple[int, int]]]]) -> RangeTable:
-    """Merge labelled ``(pfn, npages)`` runs into maximal runs with their sources.
+def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]]) -> RangeTable:
+    """Merge labelled runs into maximal runs with their sources.
 
-    Overlapping and adjacent runs merge. The largest group is usually
-    already sorted and maximal (an identity-map walk, a region list); it is
-    then taken as it is and the few runs of the other groups are merged into
-    it one by one, so the cost does not grow with its length. Otherwise all
-    runs are sorted and swept.
+    Each group is ``(label, first_pfns, counts)``. Overlapping and adjacent
+    runs merge. The largest group is usually already sorted and maximal (an
+    identity-map walk, a region list); it is then taken as it is and the few
+    runs of the other groups are merged into it one by one, so the cost
+    does not grow with its length. Otherwise all runs are sorted and swept.
     """
-    table = RangeTable([label for label, _ in groups])
+    table = RangeTable([label for label, _s, _c in groups])
     if not groups:
         return table
-    sizes = [len(runs) for _, runs in groups]
+    sizes = [len(starts) for _, starts, _c in groups]
     big = max(range(len(groups)), key=sizes.__getitem__)
-    base = groups[big][1]
-    starts = list(map(operator.itemgetter(0), base))
-    counts = list(map(operator.itemgetter(1), base))
+    _, starts, counts = groups[big]
     if sum(sizes) - sizes[big] <= 64 and _is_maximal(starts, counts):
-        table.first_pfns, table.counts = starts, counts
+        table.first_pfns, table.counts = list(starts), list(counts)
         table._default_mask = 1 << big
-        for k, (_, runs) in enumerate(groups):
+        for k, (_, other_starts, other_counts) in enumerate(groups):
             if k != big:
-                for pfn, n in runs:
+                for pfn, n in zip(other_starts, other_counts):
                     _merge_one(table, pfn, n, 1 << k)
         return table
-    tagged = sorted((pfn, n, 1 << k) for k, (_, runs) in enumerate(groups) for pfn, n in runs)
+    tagged = sorted((pfn, n, 1 << k) for k, (_, group_starts, group_counts) in enumerate(groups)
+                    for pfn, n in zip(group_starts, group_counts))
     cur_pfn, cur_end, cur_mask = -1, -1, 0
     for pfn, n, bit in tagged:
         if pfn <= cur_end:
@@ -167,7 +166,7 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[Tuple[int, int]]]]) -> Ran
     return table
 
 
-def _is_maximal(starts: List[int], counts: List[int]) -> bool:
+def _is_maximal(starts: Sequence[int], counts: Sequence[int]) -> bool:
     """Runs sorted, non-empty, neither overlapping nor adjacent (checked in C)."""
     if not starts:
         return True
@@ -333,17 +332,18 @@ class Pkram:
             self.diag.add("empty-super-block", INFO, "super block lists no node: nothing is "
                           "reserved, not even the super block page", self.sb.pfn)
             return merge_ranges([])
-        groups: List[Tuple[str, Sequence[Tuple[int, int]]]] = []
+        groups: List[Tuple[str, Sequence[int], Sequence[int]]] = []
         if self.revision == 1:
-            groups.append((SOURCE_SUPER_BLOCK, [(self.sb.pfn, 1)]))
+            groups.append((SOURCE_SUPER_BLOCK, [self.sb.pfn], [1]))
             paging = self.paging
             if paging is not None:
-                groups.append((SOURCE_PGD, [(self.sb.pgd_pfn, 1)]))
-                groups.append((SOURCE_PAGETABLE, paging.table.runs))
+                groups.append((SOURCE_PGD, [self.sb.pgd_pfn], [1]))
+                groups.append((SOURCE_PAGETABLE, paging.table.starts, paging.table.counts))
         else:
             regions = self.region_list
             if regions is not None:
-                groups.append((SOURCE_REGION_LIST, regions.runs()))
+                runs = regions.runs()
+                groups.append((SOURCE_REGION_LIST, [p for p, _ in runs], [n for _, n in runs]))
             elif not self.sb.empty:
                 self.diag.add("no-region-list", WARNING, "super block has nodes but no region list",
                               self.sb.pfn)
@@ -361,8 +361,9 @@ class Pkram:
         if self.paging is not None:
             # v1 marks the table pages and reserves the root separately; the v2/v3
             # runtime table marks neither (its pages are plain allocations)
-            groups = [(SOURCE_PGD, [(self.sb.pgd_pfn, 1)])] if self.revision == 1 else []
-            groups.append((SOURCE_PAGETABLE, self.paging.table.runs))
+            groups = [(SOURCE_PGD, [self.sb.pgd_pfn], [1])] if self.revision == 1 else []
+            table = self.paging.table
+            groups.append((SOURCE_PAGETABLE, table.starts, table.counts))
             return merge_ranges(groups)
         self.diag.add("runtime-no-ranges", INFO, "runtime state: no consistent identity-map root "
                       "(pkram_pgd) was found and v2/v3 build the region list only at reboot; the "
