@@ -75,3 +75,48 @@ def test_rebuild_places_pages_by_index_with_holes_and_missing_pages():
     assert digest == hashlib.sha256(expected).hexdigest()
     assert stats.missing_bytes == 4096 - 100 and not stats.complete
     assert stats.hole_bytes == 3 * 4096
+
+
+class _CountingMemory(BytesMemory):
+    """A reader with its own read(): the rebuild must go through it."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.calls = 0
+
+    def read(self, addr, length):
+        self.calls += 1
+        return super().read(addr, length)
+
+
+@pytest.mark.parametrize("kind", ["one-extent", "two-extents", "own-read"])
+def test_scattered_pages_are_gathered_into_few_chunks(kind):
+    import random
+    rng = random.Random(3)
+    npages = 700
+    order = list(range(1, npages + 1))
+    rng.shuffle(order)          # file page i lives in physical page order[i]
+    image = bytearray((npages + 2) * 4096)
+    for pfn in range(1, npages + 1):
+        image[pfn * 4096:(pfn + 1) * 4096] = bytes([pfn & 0xFF]) * 4096
+    if kind == "two-extents":   # physical page 5 not captured
+        mem = BytesMemory({0: bytes(image[:5 * 4096]), 6 * 4096: bytes(image[6 * 4096:])})
+    elif kind == "own-read":
+        mem = _CountingMemory(bytes(image))
+    else:
+        mem = BytesMemory(bytes(image))
+    ps = _stream([(i, pfn, 0) for i, pfn in enumerate(order)])
+    size = npages * 4096 - 1
+    stats = files.StreamStats()
+    chunks = list(files.page_stream_chunks(mem, ps, size, stats))
+    expected = b"".join(b"\0" * 4096 if kind == "two-extents" and pfn == 5 else bytes([pfn & 0xFF]) * 4096
+                        for pfn in order)[:size]
+    rebuilt = b"".join(data if k == files.DATA else bytes(n) for k, n, data in chunks)
+    assert rebuilt == expected
+    assert all(n == len(data) for k, n, data in chunks if k == files.DATA)
+    assert all(n <= files.GATHER + files.MAX_READ for _k, n, _d in chunks)
+    assert len(chunks) <= 6
+    assert stats.size == size and stats.data_bytes + stats.missing_bytes == size
+    assert stats.missing_bytes == (4096 if kind == "two-extents" else 0)
+    if kind == "own-read":
+        assert mem.calls == len(list(ps.runs()))   # one read per run, all through it

@@ -25,6 +25,9 @@ __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte
 
 DATA, HOLE, MISSING = "data", "hole", "missing"
 _ZEROS = bytes(1 << 20)
+#: Data of consecutive pages is handed on in chunks of about this size (at most
+#: this plus one run of up to MAX_READ bytes).
+GATHER = 1 << 20
 #: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
 DEFAULT_MAX_FILE_SIZE = 16 << 30
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
@@ -69,9 +72,51 @@ def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -
             yield MISSING, part_len, None
 
 
+def _reader(mem: PhysicalMemory):
+    """``read(addr, length)`` returning the bytes, or None where :meth:`PhysicalMemory.read`
+    would raise (the caller then falls back to :func:`_read_run`).
+
+    Same checks as ``mem.read`` without its per-call overhead: the range must
+    lie inside a present extent and the read must be complete.
+    """
+    if type(mem).read is not PhysicalMemory.read:   # a subclass with its own read: use it
+        def read(addr: int, length: int) -> Optional[bytes]:
+            try:
+                return mem.read(addr, length)
+            except UnreadableError:
+                return None
+        return read
+    raw = mem._read
+    extents = mem.extents
+    if len(extents) == 1:
+        lo, hi = extents[0]
+
+        def read(addr: int, length: int) -> Optional[bytes]:
+            if lo <= addr and addr + length <= hi:
+                data = raw(addr, length)
+                if len(data) == length:
+                    return data
+            return None
+        return read
+    present = mem.is_present
+
+    def read(addr: int, length: int) -> Optional[bytes]:
+        if present(addr, length):
+            data = raw(addr, length)
+            if len(data) == length:
+                return data
+        return None
+    return read
+
+
 def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats: StreamStats,
                        *, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[Chunk]:
-    """The file of ``size`` bytes that ``stream`` places by page index, in order."""
+    """The file of ``size`` bytes that ``stream`` places by page index, in order.
+
+    Data read from consecutive runs (pages adjacent in the file, scattered in
+    memory) is gathered into chunks of about :data:`GATHER` bytes, so the
+    consumer writes, hashes and samples a few large chunks, not one per page.
+    """
     # Entries that start at or after the page holding EOF are past the size;
     # the tail of a compound page (a THP) that holds EOF is not: it is how the
     # page cache stores a small file on a huge=always tmpfs.
@@ -80,17 +125,37 @@ def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats
     if size > max_size:
         stats.truncated_from = size
         size = max_size
+    read = _reader(mem)
+    parts: List[bytes] = []
+    held = 0
     pos = 0
     for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
         off = idx * PAGE_SIZE
         if off >= size:
             continue
         if off > pos:
+            if parts:
+                yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
+                parts, held = [], 0
             stats.hole_bytes += off - pos
             yield HOLE, off - pos, None
         length = min(npages * PAGE_SIZE, size - off)
-        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
         pos = off + length
+        data = read(pfn << PAGE_SHIFT, length)
+        if data is not None:
+            stats.data_bytes += length
+            parts.append(data)
+            held += length
+            if held >= GATHER:
+                yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
+                parts, held = [], 0
+            continue
+        if parts:
+            yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
+            parts, held = [], 0
+        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
+    if parts:
+        yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
     if pos < size:
         stats.hole_bytes += size - pos
         yield HOLE, size - pos, None
