@@ -120,3 +120,56 @@ def test_scattered_pages_are_gathered_into_few_chunks(kind):
     assert stats.missing_bytes == (4096 if kind == "two-extents" else 0)
     if kind == "own-read":
         assert mem.calls == len(list(ps.runs()))   # one read per run, all through it
+
+
+class _FailingSink(io.BytesIO):
+    def __init__(self, fail_after):
+        super().__init__()
+        self.fail_after = fail_after
+        self.writes_after_failure = 0
+
+    def write(self, data):
+        if self.fail_after <= 0:
+            self.writes_after_failure += 1
+            raise OSError(28, "No space left on device")
+        self.fail_after -= 1
+        return super().write(data)
+
+
+def test_large_chunks_hashed_and_written_in_order_with_holes_and_tar(tmp_path):
+    big = [os.urandom(300 << 10), os.urandom(3 << 20), b"x" * 5000]
+    chunks = [(files.DATA, len(big[0]), big[0]), (files.HOLE, 5 << 20, None), (files.DATA, len(big[1]), big[1]),
+              (files.MISSING, 4096, None), (files.HOLE, 100, None), (files.DATA, len(big[2]), big[2]),
+              (files.HOLE, 2 << 20, None)]
+    expected = big[0] + bytes(5 << 20) + big[1] + bytes(4196) + big[2] + bytes(2 << 20)
+    seen = []
+    sink = io.BytesIO()
+    tar = files.TarStream(sink)
+    info = tarfile.TarInfo("n/f")
+    info.size = len(expected)
+    tar.begin(info)
+    with open(tmp_path / "f", "wb") as out:   # a real file: a trailing hole is a seek + truncate
+        digest = files.write_stream(iter(chunks), out, files.StreamStats(), tar,
+                                    taps=[lambda k, n, d: seen.append((k, n))])
+    tar.end()
+    tar.close()
+    assert (tmp_path / "f").read_bytes() == expected and digest == hashlib.sha256(expected).hexdigest()
+    assert seen == [(k, n) for k, n, _d in chunks]
+    sink.seek(0)
+    with tarfile.open(fileobj=sink) as tf:
+        assert tf.extractfile("n/f").read() == expected
+    # no sink: still the digest
+    assert files.write_stream(iter(chunks), None, files.StreamStats()) == digest
+
+
+def test_output_errors_surface_and_stop_the_stream():
+    chunks = [(files.DATA, 1 << 20, bytes([i]) * (1 << 20)) for i in range(12)]
+    sink = _FailingSink(fail_after=3)
+    with pytest.raises(OSError):
+        files.write_stream(iter(chunks), sink, files.StreamStats())
+    # the failure is raised promptly: at most the queued writes were attempted after it
+    assert sink.writes_after_failure <= 1 + 4
+    after = sink.writes_after_failure
+    import time
+    time.sleep(0.05)
+    assert sink.writes_after_failure == after    # nothing runs once write_stream has raised

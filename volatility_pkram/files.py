@@ -11,8 +11,11 @@ are streamed with :class:`TarStream`.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import tarfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
@@ -127,34 +130,36 @@ def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats
         size = max_size
     read = _reader(mem)
     parts: List[bytes] = []
-    held = 0
+    held = 0    # bytes in parts (counted in stats.data_bytes when handed on)
     pos = 0
     for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
         off = idx * PAGE_SIZE
         if off >= size:
             continue
-        if off > pos:
+        if off > pos or held >= GATHER:
             if parts:
+                stats.data_bytes += held
                 yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
                 parts, held = [], 0
-            stats.hole_bytes += off - pos
-            yield HOLE, off - pos, None
-        length = min(npages * PAGE_SIZE, size - off)
+            if off > pos:
+                stats.hole_bytes += off - pos
+                yield HOLE, off - pos, None
+        length = npages * PAGE_SIZE
+        if off + length > size:
+            length = size - off
         pos = off + length
         data = read(pfn << PAGE_SHIFT, length)
         if data is not None:
-            stats.data_bytes += length
             parts.append(data)
             held += length
-            if held >= GATHER:
-                yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
-                parts, held = [], 0
             continue
         if parts:
+            stats.data_bytes += held
             yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
             parts, held = [], 0
         yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
     if parts:
+        stats.data_bytes += held
         yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
     if pos < size:
         stats.hole_bytes += size - pos
@@ -194,14 +199,83 @@ def inline_chunks(data: bytes, stats: StreamStats) -> Iterator[Chunk]:
         yield DATA, len(data), data
 
 
+#: Output work (hashing, writing) for chunks at least this long runs on one
+#: worker thread: hashlib and file writes release the GIL, so it overlaps with
+#: reading the next chunk. At most _QUEUED pieces wait for it (bounded memory).
+_OFFLOAD = 256 << 10
+_QUEUED = 4
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkram-output")
+        return _pool
+
+
+class _InOrder:
+    """Runs a stream's output steps in the order given: small steps inline while
+    nothing is queued, large ones (and everything after them until the queue
+    drains) on the single worker thread, which runs them in submission order."""
+
+    def __init__(self) -> None:
+        self._queued: collections.deque = collections.deque()
+
+    def run(self, size: int, fn, *args) -> None:
+        queued = self._queued
+        while queued and queued[0].done():
+            queued.popleft().result()       # re-raises an output error here
+        if not queued and size < _OFFLOAD:
+            fn(*args)
+            return
+        while len(queued) >= _QUEUED:
+            queued.popleft().result()
+        queued.append(_worker().submit(fn, *args))
+
+    def finish(self) -> None:
+        """Wait for every queued step; the first error is raised."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def abandon(self) -> None:
+        """Cancel what has not started and wait for the rest, ignoring its errors."""
+        for future in self._queued:
+            future.cancel()
+        while self._queued:
+            future = self._queued.popleft()
+            if not future.cancelled():
+                future.exception()
+
+
+def _put(sha, out, tar, data, seek: int, to_out: bool) -> None:
+    sha.update(data)
+    if tar is not None:
+        tar.write(data)
+    if to_out:
+        if seek:
+            out.seek(seek, 1)
+        out.write(data)
+
+
+def _end(out, seek: int) -> None:
+    out.seek(seek, 1)
+    out.truncate()
+
+
 def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: StreamStats,
                  tar: Optional["TarStream"] = None, taps: Iterable = ()) -> str:
     """Consume ``chunks``: write them to ``out`` (holes as seeks when possible) and
     to ``tar``, show each chunk to every ``tap(kind, length, data)`` (e.g. a
-    triage sampler), and return the SHA-256 of the logical content."""
+    triage sampler), and return the SHA-256 of the logical content.
+
+    Large chunks are hashed and written by a worker thread, in order, while
+    the next ones are read; ``out`` and ``tar`` are not touched after this
+    returns (or raises).
+    """
     taps = list(taps)
-    if taps:
-        chunks = _tapped(chunks, taps)
     sha = hashlib.sha256()
     seekable = False
     if out is not None:
@@ -209,41 +283,35 @@ def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: Stream
             seekable = out.seekable()
         except (AttributeError, OSError):
             seekable = False
+    steps = _InOrder()
     pending_seek = 0
-    for kind, length, data in chunks:
-        if kind == DATA:
-            sha.update(data)
-            if out is not None:
-                if pending_seek:
-                    out.seek(pending_seek, 1)
+    try:
+        for kind, length, data in chunks:
+            for tap in taps:
+                tap(kind, length, data)
+            if kind == DATA:
+                steps.run(len(data), _put, sha, out, tar, data, pending_seek, out is not None)
+                pending_seek = 0
+                continue
+            hole = out is not None and seekable and kind == HOLE
+            remaining = length
+            while remaining:
+                n = min(remaining, len(_ZEROS))
+                zeros = _ZEROS if n == len(_ZEROS) else memoryview(_ZEROS)[:n]
+                steps.run(n, _put, sha, out, tar, zeros, pending_seek if not hole else 0,
+                          out is not None and not hole)
+                if not hole:
                     pending_seek = 0
-                out.write(data)
-            if tar is not None:
-                tar.write(data)
-            continue
-        remaining = length
-        while remaining:
-            n = min(remaining, len(_ZEROS))
-            zeros = _ZEROS if n == len(_ZEROS) else memoryview(_ZEROS)[:n]
-            sha.update(zeros)
-            if tar is not None:
-                tar.write(zeros)
-            if out is not None and not (seekable and kind == HOLE):
-                out.write(zeros)
-            remaining -= n
-        if out is not None and seekable and kind == HOLE:
-            pending_seek += length
-    if out is not None and pending_seek:
-        out.seek(pending_seek, 1)
-        out.truncate()
+                remaining -= n
+            if hole:
+                pending_seek += length
+        if out is not None and pending_seek:
+            steps.run(0, _end, out, pending_seek)
+        steps.finish()
+    except BaseException:
+        steps.abandon()
+        raise
     return sha.hexdigest()
-
-
-def _tapped(chunks: Iterable[Chunk], taps) -> Iterator[Chunk]:
-    for chunk in chunks:
-        for tap in taps:
-            tap(*chunk)
-        yield chunk
 
 
 def safe_component(name: str | bytes, fallback: str = "_") -> str:
