@@ -75,3 +75,101 @@ def test_rebuild_places_pages_by_index_with_holes_and_missing_pages():
     assert digest == hashlib.sha256(expected).hexdigest()
     assert stats.missing_bytes == 4096 - 100 and not stats.complete
     assert stats.hole_bytes == 3 * 4096
+
+
+class _CountingMemory(BytesMemory):
+    """A reader with its own read(): the rebuild must go through it."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.calls = 0
+
+    def read(self, addr, length):
+        self.calls += 1
+        return super().read(addr, length)
+
+
+@pytest.mark.parametrize("kind", ["one-extent", "two-extents", "own-read"])
+def test_scattered_pages_are_gathered_into_few_chunks(kind):
+    import random
+    rng = random.Random(3)
+    npages = 700
+    order = list(range(1, npages + 1))
+    rng.shuffle(order)          # file page i lives in physical page order[i]
+    image = bytearray((npages + 2) * 4096)
+    for pfn in range(1, npages + 1):
+        image[pfn * 4096:(pfn + 1) * 4096] = bytes([pfn & 0xFF]) * 4096
+    if kind == "two-extents":   # physical page 5 not captured
+        mem = BytesMemory({0: bytes(image[:5 * 4096]), 6 * 4096: bytes(image[6 * 4096:])})
+    elif kind == "own-read":
+        mem = _CountingMemory(bytes(image))
+    else:
+        mem = BytesMemory(bytes(image))
+    ps = _stream([(i, pfn, 0) for i, pfn in enumerate(order)])
+    size = npages * 4096 - 1
+    stats = files.StreamStats()
+    chunks = list(files.page_stream_chunks(mem, ps, size, stats))
+    expected = b"".join(b"\0" * 4096 if kind == "two-extents" and pfn == 5 else bytes([pfn & 0xFF]) * 4096
+                        for pfn in order)[:size]
+    rebuilt = b"".join(data if k == files.DATA else bytes(n) for k, n, data in chunks)
+    assert rebuilt == expected
+    assert all(n == len(data) for k, n, data in chunks if k == files.DATA)
+    assert all(n <= files.GATHER + files.MAX_READ for _k, n, _d in chunks)
+    assert len(chunks) <= 6
+    assert stats.size == size and stats.data_bytes + stats.missing_bytes == size
+    assert stats.missing_bytes == (4096 if kind == "two-extents" else 0)
+    if kind == "own-read":
+        assert mem.calls == len(list(ps.runs()))   # one read per run, all through it
+
+
+class _FailingSink(io.BytesIO):
+    def __init__(self, fail_after):
+        super().__init__()
+        self.fail_after = fail_after
+        self.writes_after_failure = 0
+
+    def write(self, data):
+        if self.fail_after <= 0:
+            self.writes_after_failure += 1
+            raise OSError(28, "No space left on device")
+        self.fail_after -= 1
+        return super().write(data)
+
+
+def test_large_chunks_hashed_and_written_in_order_with_holes_and_tar(tmp_path):
+    big = [os.urandom(300 << 10), os.urandom(3 << 20), b"x" * 5000]
+    chunks = [(files.DATA, len(big[0]), big[0]), (files.HOLE, 5 << 20, None), (files.DATA, len(big[1]), big[1]),
+              (files.MISSING, 4096, None), (files.HOLE, 100, None), (files.DATA, len(big[2]), big[2]),
+              (files.HOLE, 2 << 20, None)]
+    expected = big[0] + bytes(5 << 20) + big[1] + bytes(4196) + big[2] + bytes(2 << 20)
+    seen = []
+    sink = io.BytesIO()
+    tar = files.TarStream(sink)
+    info = tarfile.TarInfo("n/f")
+    info.size = len(expected)
+    tar.begin(info)
+    with open(tmp_path / "f", "wb") as out:   # a real file: a trailing hole is a seek + truncate
+        digest = files.write_stream(iter(chunks), out, files.StreamStats(), tar,
+                                    taps=[lambda k, n, d: seen.append((k, n))])
+    tar.end()
+    tar.close()
+    assert (tmp_path / "f").read_bytes() == expected and digest == hashlib.sha256(expected).hexdigest()
+    assert seen == [(k, n) for k, n, _d in chunks]
+    sink.seek(0)
+    with tarfile.open(fileobj=sink) as tf:
+        assert tf.extractfile("n/f").read() == expected
+    # no sink: still the digest
+    assert files.write_stream(iter(chunks), None, files.StreamStats()) == digest
+
+
+def test_output_errors_surface_and_stop_the_stream():
+    chunks = [(files.DATA, 1 << 20, bytes([i]) * (1 << 20)) for i in range(12)]
+    sink = _FailingSink(fail_after=3)
+    with pytest.raises(OSError):
+        files.write_stream(iter(chunks), sink, files.StreamStats())
+    # the failure is raised promptly: at most the queued writes were attempted after it
+    assert sink.writes_after_failure <= 1 + 4
+    after = sink.writes_after_failure
+    import time
+    time.sleep(0.05)
+    assert sink.writes_after_failure == after    # nothing runs once write_stream has raised

@@ -61,3 +61,84 @@ def test_node_signature_checks():
     assert list(pkram_nodes(mem, 0x20, diag))[0].problems == ()
     node = list(pkram_nodes(mem, 0x21, diag))[0]
     assert len(node.problems) == 4
+
+
+def _reference_page_stream(mem, head_pfn):
+    """page_stream's documented semantics, one entry at a time (the bulk paths must agree)."""
+    from volatility_pkram.lists import pkram_links
+    segs, zeroed, outside, bad_order, bad_pfn, links = [], 0, [], 0, 0, []
+    for link in pkram_links(mem, head_pfn, Diagnostics()):
+        links.append(link.pfn)
+        ents = list(link.entries)
+        while ents and ents[-1] == 0:
+            ents.pop()
+        idx, seg = link.index, []
+        for e in ents:
+            if e == 0:
+                zeroed, idx = zeroed + 1, idx + 1
+                continue
+            order, pfn = e & fmt.ENTRY_ORDER_MASK, e >> 12
+            if order > fmt.MAX_ENTRY_ORDER:
+                bad_order += 1
+                continue
+            if pfn + (1 << order) > mem.max_pfn or pfn == 0:
+                bad_pfn += 1
+                if len(outside) < 4096:
+                    outside.append((idx, pfn, 1 << order))
+                idx += 1 << order
+                continue
+            if idx + (1 << order) > 1 << 52:
+                bad_pfn += 1
+                break
+            seg.append((idx, pfn, 1 << order, (e >> fmt.ENTRY_FLAGS_SHIFT) & fmt.ENTRY_FLAGS_MASK))
+            idx += 1 << order
+        if seg:
+            segs.append((seg[0][0], len(segs), seg))
+    kept, covered, overlapping = [], 0, 0
+    for _first, _n, seg in sorted(segs, key=lambda s: (s[0], s[1])):
+        for entry in seg:
+            if entry[0] < covered:
+                overlapping += 1
+                continue
+            kept.append(entry)
+            covered = entry[0] + entry[2]
+    return kept, links, zeroed, overlapping, outside, bad_order, bad_pfn
+
+
+def test_bulk_decoding_matches_per_entry_semantics():
+    import random
+    rng = random.Random(7)
+    for _ in range(400):
+        npages = rng.choice([64, 0x400])
+        pfns = rng.sample(range(1, npages), rng.randint(1, 5))
+        links = {}
+        for i, pfn in enumerate(pfns):
+            mode, ents = rng.random(), []
+            for _ in range(rng.randint(0, 510)):
+                r = rng.random()
+                if mode < 0.3:   # a plain link: the bulk path
+                    ents.append(rng.randint(1, npages - 1) << 12)
+                elif mode < 0.6 and r < 0.97:
+                    ents.append(rng.randint(1, npages + (2 if r < 0.01 else -1)) << 12)
+                elif mode < 0.6 and r < 0.985:   # flags or an order in an otherwise plain link
+                    ents.append((rng.randint(1, npages - 5) << 12) | rng.choice([0x20, 0x21, 1, 0x800]))
+                elif r < 0.3:
+                    ents.append(0)
+                elif r < 0.7:
+                    ents.append((rng.randint(0, npages + 5) << 12) | rng.randint(0, 0xFFF))
+                else:
+                    ents.append(rng.getrandbits(64))
+            if ents and ents[0] and rng.random() < 0.2:
+                ents[0] |= rng.choice([0x800, 0x20, 1])   # flags on the first entry only
+            index = rng.choice([0, rng.randint(0, 60), rng.randint(0, 2000), (1 << 52) - rng.randint(1, 600)])
+            links[pfn] = (pfns[i + 1] if i + 1 < len(pfns) else 0, index, ents)
+        mem = _mem(links, npages=npages)
+        diag = Diagnostics()
+        ps = page_stream(mem, pfns[0], diag)
+        kept, link_pfns, zeroed, overlapping, outside, bad_order, bad_pfn = _reference_page_stream(mem, pfns[0])
+        assert list(zip(ps.index, ps.pfn, (1 << o for o in ps.order), ps.flags)) == kept
+        assert (ps.link_pfns, ps.zeroed_entries, ps.overlapping_entries, ps.outside) == \
+            (link_pfns, zeroed, overlapping, outside)
+        kinds = {p.kind for p in diag}
+        assert ("bad-entry-order" in kinds) == bool(bad_order)
+        assert ("entry-out-of-range" in kinds) == bool(bad_pfn)

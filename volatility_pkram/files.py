@@ -11,8 +11,11 @@ are streamed with :class:`TarStream`.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import tarfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
@@ -25,6 +28,9 @@ __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte
 
 DATA, HOLE, MISSING = "data", "hole", "missing"
 _ZEROS = bytes(1 << 20)
+#: Data of consecutive pages is handed on in chunks of about this size (at most
+#: this plus one run of up to MAX_READ bytes).
+GATHER = 1 << 20
 #: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
 DEFAULT_MAX_FILE_SIZE = 16 << 30
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
@@ -69,9 +75,51 @@ def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -
             yield MISSING, part_len, None
 
 
+def _reader(mem: PhysicalMemory):
+    """``read(addr, length)`` returning the bytes, or None where :meth:`PhysicalMemory.read`
+    would raise (the caller then falls back to :func:`_read_run`).
+
+    Same checks as ``mem.read`` without its per-call overhead: the range must
+    lie inside a present extent and the read must be complete.
+    """
+    if type(mem).read is not PhysicalMemory.read:   # a subclass with its own read: use it
+        def read(addr: int, length: int) -> Optional[bytes]:
+            try:
+                return mem.read(addr, length)
+            except UnreadableError:
+                return None
+        return read
+    raw = mem._read
+    extents = mem.extents
+    if len(extents) == 1:
+        lo, hi = extents[0]
+
+        def read(addr: int, length: int) -> Optional[bytes]:
+            if lo <= addr and addr + length <= hi:
+                data = raw(addr, length)
+                if len(data) == length:
+                    return data
+            return None
+        return read
+    present = mem.is_present
+
+    def read(addr: int, length: int) -> Optional[bytes]:
+        if present(addr, length):
+            data = raw(addr, length)
+            if len(data) == length:
+                return data
+        return None
+    return read
+
+
 def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats: StreamStats,
                        *, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[Chunk]:
-    """The file of ``size`` bytes that ``stream`` places by page index, in order."""
+    """The file of ``size`` bytes that ``stream`` places by page index, in order.
+
+    Data read from consecutive runs (pages adjacent in the file, scattered in
+    memory) is gathered into chunks of about :data:`GATHER` bytes, so the
+    consumer writes, hashes and samples a few large chunks, not one per page.
+    """
     # Entries that start at or after the page holding EOF are past the size;
     # the tail of a compound page (a THP) that holds EOF is not: it is how the
     # page cache stores a small file on a huge=always tmpfs.
@@ -80,17 +128,39 @@ def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats
     if size > max_size:
         stats.truncated_from = size
         size = max_size
+    read = _reader(mem)
+    parts: List[bytes] = []
+    held = 0    # bytes in parts (counted in stats.data_bytes when handed on)
     pos = 0
     for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
         off = idx * PAGE_SIZE
         if off >= size:
             continue
-        if off > pos:
-            stats.hole_bytes += off - pos
-            yield HOLE, off - pos, None
-        length = min(npages * PAGE_SIZE, size - off)
-        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
+        if off > pos or held >= GATHER:
+            if parts:
+                stats.data_bytes += held
+                yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
+                parts, held = [], 0
+            if off > pos:
+                stats.hole_bytes += off - pos
+                yield HOLE, off - pos, None
+        length = npages * PAGE_SIZE
+        if off + length > size:
+            length = size - off
         pos = off + length
+        data = read(pfn << PAGE_SHIFT, length)
+        if data is not None:
+            parts.append(data)
+            held += length
+            continue
+        if parts:
+            stats.data_bytes += held
+            yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
+            parts, held = [], 0
+        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
+    if parts:
+        stats.data_bytes += held
+        yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
     if pos < size:
         stats.hole_bytes += size - pos
         yield HOLE, size - pos, None
@@ -129,14 +199,83 @@ def inline_chunks(data: bytes, stats: StreamStats) -> Iterator[Chunk]:
         yield DATA, len(data), data
 
 
+#: Output work (hashing, writing) for chunks at least this long runs on one
+#: worker thread: hashlib and file writes release the GIL, so it overlaps with
+#: reading the next chunk. At most _QUEUED pieces wait for it (bounded memory).
+_OFFLOAD = 256 << 10
+_QUEUED = 4
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkram-output")
+        return _pool
+
+
+class _InOrder:
+    """Runs a stream's output steps in the order given: small steps inline while
+    nothing is queued, large ones (and everything after them until the queue
+    drains) on the single worker thread, which runs them in submission order."""
+
+    def __init__(self) -> None:
+        self._queued: collections.deque = collections.deque()
+
+    def run(self, size: int, fn, *args) -> None:
+        queued = self._queued
+        while queued and queued[0].done():
+            queued.popleft().result()       # re-raises an output error here
+        if not queued and size < _OFFLOAD:
+            fn(*args)
+            return
+        while len(queued) >= _QUEUED:
+            queued.popleft().result()
+        queued.append(_worker().submit(fn, *args))
+
+    def finish(self) -> None:
+        """Wait for every queued step; the first error is raised."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def abandon(self) -> None:
+        """Cancel what has not started and wait for the rest, ignoring its errors."""
+        for future in self._queued:
+            future.cancel()
+        while self._queued:
+            future = self._queued.popleft()
+            if not future.cancelled():
+                future.exception()
+
+
+def _put(sha, out, tar, data, seek: int, to_out: bool) -> None:
+    sha.update(data)
+    if tar is not None:
+        tar.write(data)
+    if to_out:
+        if seek:
+            out.seek(seek, 1)
+        out.write(data)
+
+
+def _end(out, seek: int) -> None:
+    out.seek(seek, 1)
+    out.truncate()
+
+
 def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: StreamStats,
                  tar: Optional["TarStream"] = None, taps: Iterable = ()) -> str:
     """Consume ``chunks``: write them to ``out`` (holes as seeks when possible) and
     to ``tar``, show each chunk to every ``tap(kind, length, data)`` (e.g. a
-    triage sampler), and return the SHA-256 of the logical content."""
+    triage sampler), and return the SHA-256 of the logical content.
+
+    Large chunks are hashed and written by a worker thread, in order, while
+    the next ones are read; ``out`` and ``tar`` are not touched after this
+    returns (or raises).
+    """
     taps = list(taps)
-    if taps:
-        chunks = _tapped(chunks, taps)
     sha = hashlib.sha256()
     seekable = False
     if out is not None:
@@ -144,41 +283,35 @@ def write_stream(chunks: Iterable[Chunk], out: Optional[BinaryIO], stats: Stream
             seekable = out.seekable()
         except (AttributeError, OSError):
             seekable = False
+    steps = _InOrder()
     pending_seek = 0
-    for kind, length, data in chunks:
-        if kind == DATA:
-            sha.update(data)
-            if out is not None:
-                if pending_seek:
-                    out.seek(pending_seek, 1)
+    try:
+        for kind, length, data in chunks:
+            for tap in taps:
+                tap(kind, length, data)
+            if kind == DATA:
+                steps.run(len(data), _put, sha, out, tar, data, pending_seek, out is not None)
+                pending_seek = 0
+                continue
+            hole = out is not None and seekable and kind == HOLE
+            remaining = length
+            while remaining:
+                n = min(remaining, len(_ZEROS))
+                zeros = _ZEROS if n == len(_ZEROS) else memoryview(_ZEROS)[:n]
+                steps.run(n, _put, sha, out, tar, zeros, pending_seek if not hole else 0,
+                          out is not None and not hole)
+                if not hole:
                     pending_seek = 0
-                out.write(data)
-            if tar is not None:
-                tar.write(data)
-            continue
-        remaining = length
-        while remaining:
-            n = min(remaining, len(_ZEROS))
-            zeros = _ZEROS if n == len(_ZEROS) else memoryview(_ZEROS)[:n]
-            sha.update(zeros)
-            if tar is not None:
-                tar.write(zeros)
-            if out is not None and not (seekable and kind == HOLE):
-                out.write(zeros)
-            remaining -= n
-        if out is not None and seekable and kind == HOLE:
-            pending_seek += length
-    if out is not None and pending_seek:
-        out.seek(pending_seek, 1)
-        out.truncate()
+                remaining -= n
+            if hole:
+                pending_seek += length
+        if out is not None and pending_seek:
+            steps.run(0, _end, out, pending_seek)
+        steps.finish()
+    except BaseException:
+        steps.abandon()
+        raise
     return sha.hexdigest()
-
-
-def _tapped(chunks: Iterable[Chunk], taps) -> Iterator[Chunk]:
-    for chunk in chunks:
-        for tap in taps:
-            tap(*chunk)
-        yield chunk
 
 
 def safe_component(name: str | bytes, fallback: str = "_") -> str:

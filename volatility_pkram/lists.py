@@ -10,6 +10,7 @@ instead of an exception.
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
@@ -17,6 +18,9 @@ from typing import Iterator, List, Optional, Tuple
 from . import format as fmt
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from .problems import ERROR, WARNING, Diagnostics
+
+_BYTEORDER = sys.byteorder
+_LOW12 = array("Q", [(1 << PAGE_SHIFT) - 1]).tobytes()   # one entry's offset bits
 
 __all__ = [
     "read_meta_page", "pkram_nodes", "pkram_objs", "pkram_links", "PageStream",
@@ -145,8 +149,8 @@ class PageStream:
 
     def extents(self) -> Iterator[Tuple[int, int, int]]:
         """``(page_index, pfn, npages)`` per entry, ascending by index."""
-        for i in range(len(self.index)):
-            yield self.index[i], self.pfn[i], 1 << self.order[i]
+        for idx, pfn, order in zip(self.index, self.pfn, self.order):
+            yield idx, pfn, 1 << order
 
     def runs(self, max_pages: int = 1024) -> Iterator[Tuple[int, int, int]]:
         """Entries merged where both index and PFN are contiguous: ``(index, pfn, npages)``.
@@ -154,16 +158,20 @@ class PageStream:
         This is what turns a THP or an allocator-contiguous run of order-0
         pages into a single read.
         """
-        run = None
-        for idx, pfn, n in self.extents():
-            if run and run[0] + run[2] == idx and run[1] + run[2] == pfn and run[2] + n <= max_pages:
-                run[2] += n
+        it = zip(self.index, self.pfn, self.order)
+        for idx0, pfn0, order in it:
+            n0 = 1 << order
+            break
+        else:
+            return
+        for idx, pfn, order in it:
+            n = 1 << order
+            if idx0 + n0 == idx and pfn0 + n0 == pfn and n0 + n <= max_pages:
+                n0 += n
                 continue
-            if run:
-                yield tuple(run)
-            run = [idx, pfn, n]
-        if run:
-            yield tuple(run)
+            yield idx0, pfn0, n0
+            idx0, pfn0, n0 = idx, pfn, n
+        yield idx0, pfn0, n0
 
 
 def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
@@ -184,23 +192,27 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
     for link in pkram_links(mem, head_pfn, diag, context):
         raw.link_pfns.append(link.pfn)
         ents = link.entries
-        used = len(ents)
-        while used and ents[used - 1] == 0:
-            used -= 1
+        used = (len(ents.tobytes().rstrip(b"\0")) + 7) // 8   # up to the last non-zero entry
         idx = link.index
         start_pos = len(raw.index)
         zeroed_here = 0
         seg = ents[:used]
         # Fast path, the common case: order-0 pages without flags (low 12 bits
         # clear), none zeroed, all inside the image: bulk-extend the arrays.
-        if (used and idx + used <= 1 << 52 and not any(e & 0xFFF for e in seg)
-                and min(seg) >> PAGE_SHIFT > 0 and max(seg) >> PAGE_SHIFT < max_pfn):
-            raw.index.extend(range(idx, idx + used))
-            raw.pfn.extend(e >> PAGE_SHIFT for e in seg)
-            raw.order.frombytes(bytes(used))
-            raw.flags.frombytes(bytes(used))
-            segments.append((link.index, idx + used, start_pos, used))
-            continue
+        # The entries are read as one integer: with every low 12 bits clear,
+        # shifting it right by 12 shifts each entry on its own, exactly.
+        if used and idx + used <= 1 << 52:
+            whole = int.from_bytes(seg.tobytes(), _BYTEORDER)
+            if not whole & int.from_bytes(_LOW12 * used, _BYTEORDER):
+                pfns = array("Q")
+                pfns.frombytes((whole >> PAGE_SHIFT).to_bytes(8 * used, _BYTEORDER))
+                if min(pfns) > 0 and max(pfns) < max_pfn:
+                    raw.index.extend(range(idx, idx + used))
+                    raw.pfn.extend(pfns)
+                    raw.order.frombytes(bytes(used))
+                    raw.flags.frombytes(bytes(used))
+                    segments.append((link.index, idx + used, start_pos, used))
+                    continue
         for e in seg:
             if e == 0:
                 zeroed_here += 1
@@ -246,16 +258,18 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
                      outside=raw.outside)
     covered = 0
     for _start, _end, pos, count in sorted(segments, key=lambda s: (s[0], s[2])):
-        for i in range(pos, pos + count):
-            idx = raw.index[i]
-            if idx < covered:
-                out.overlapping_entries += 1
-                continue
-            out.index.append(idx)
-            out.pfn.append(raw.pfn[i])
-            out.order.append(raw.order[i])
-            out.flags.append(raw.flags[i])
-            covered = idx + (1 << raw.order[i])
+        # Entries inside a segment are ascending and disjoint, so those that
+        # overlap what earlier segments cover are a prefix: skip it, copy the rest.
+        stop = pos + count
+        first = bisect.bisect_left(raw.index, covered, pos, stop)
+        out.overlapping_entries += first - pos
+        if first == stop:
+            continue
+        out.index.extend(raw.index[first:stop])
+        out.pfn.extend(raw.pfn[first:stop])
+        out.order.extend(raw.order[first:stop])
+        out.flags.extend(raw.flags[first:stop])
+        covered = raw.index[stop - 1] + (1 << raw.order[stop - 1])
     if out.overlapping_entries:
         diag.add("overlapping-entries", ERROR, f"{out.overlapping_entries} entries cover page indices "
                  "already covered by another link; the first link in list order was kept",

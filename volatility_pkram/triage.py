@@ -364,8 +364,11 @@ class Triage:
 
 def _printable(text: str, limit: int = _MAX_FIELD) -> str:
     """Escape what would break a one-line display, and cap the length."""
+    head = text[:limit]
+    if head.isprintable():      # the usual case: nothing to escape
+        return head + "..." if len(text) > limit else head
     out = []
-    for ch in text[:limit]:
+    for ch in head:
         if ch.isprintable():
             out.append(ch)
         elif ord(ch) < 0x100:
