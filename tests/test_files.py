@@ -173,3 +173,15 @@ def test_output_errors_surface_and_stop_the_stream():
     import time
     time.sleep(0.05)
     assert sink.writes_after_failure == after    # nothing runs once write_stream has raised
+
+
+def test_a_short_read_is_missing_data_not_a_crash():
+    """An image file that shrinks under the reader: its pages count as missing (zero-filled)."""
+    class Shrinking(BytesMemory):
+        def _read(self, addr, length):
+            return super()._read(addr, length)[:-1]
+
+    stats = files.StreamStats()
+    chunks = list(files._read_run(Shrinking(bytes(8192)), 0, 8192, stats))
+    assert [(kind, n) for kind, n, _ in chunks] == [(files.MISSING, 8192)]
+    assert (stats.missing_bytes, stats.data_bytes) == (8192, 0)

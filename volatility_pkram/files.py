@@ -67,7 +67,11 @@ def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -
         pass
     for part_addr, part_len, present in mem.present_parts(addr, length):
         if present:
-            data = mem.read(part_addr, part_len)
+            try:
+                data = mem.read(part_addr, part_len)
+            except UnreadableError:     # a short read: the image file shrank under us
+                present = False
+        if present:
             stats.data_bytes += part_len
             yield DATA, part_len, data
         else:
