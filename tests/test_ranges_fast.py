@@ -165,3 +165,29 @@ def test_flat_grid_rejects_a_wrongly_typed_row_like_a_tree_grid():
     grid.populate()
     with pytest.raises(TypeError):
         grid.children(None)[0].values
+
+
+def test_read_many_equals_one_read_per_address(tmp_path):
+    """The pread fast path of a raw file, and the fallback for addresses it cannot serve."""
+    from volatility_pkram.physmem import RawImage, UnreadableError
+
+    data = bytes(range(256)) * 64
+    path = tmp_path / "mem.raw"
+    path.write_bytes(data)
+
+    def one_by_one(mem, addrs, length):
+        out = []
+        for a in addrs:
+            try:
+                out.append(mem.read(a, length))
+            except UnreadableError:
+                out.append(None)
+        return out
+
+    with RawImage(path) as mem:
+        inside = [0, 4096, 100, 16384 - 64, 777]
+        assert mem.read_many(inside, 64) == one_by_one(mem, inside, 64) == [data[a:a + 64] for a in inside]
+        mixed = inside + [16384 - 10, 1 << 40, -5]
+        assert mem.read_many(mixed, 64) == one_by_one(mem, mixed, 64)
+        assert mem.read_many(mixed, 64)[-3:] == [None, None, None]
+        assert mem.read_many([], 64) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from itertools import repeat
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
@@ -137,7 +138,16 @@ class PhysicalMemory:
 
         For the many small scattered reads of a table walk (the bitmaps of an
         identity map): one call instead of one per address, without raising.
+        When the whole image is one file read at its own offsets, the reads
+        are ``os.pread`` calls driven by ``map``, with no Python frame each.
         """
+        fd = self._direct_fd()
+        if fd is not None and addrs and len(self._extents) == 1:
+            lo, hi = self._extents[0]
+            if min(addrs) >= lo and max(addrs) + length <= hi:
+                out = list(map(os.pread, repeat(fd, len(addrs)), repeat(length, len(addrs)), addrs))
+                if all(map(length.__eq__, map(len, out))):
+                    return out
         starts, extents, read = self._starts, self._extents, self._read
         out: List[Optional[bytes]] = []
         for addr in addrs:
@@ -156,6 +166,10 @@ class PhysicalMemory:
     def _read(self, addr: int, length: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _direct_fd(self) -> Optional[int]:
+        """A file descriptor whose offsets are physical addresses, if reads go straight to one."""
+        return None
+
     def close(self) -> None:
         """Release OS resources; reading afterwards is an error."""
 
@@ -170,6 +184,9 @@ class RawImage(PhysicalMemory):
 
     def _read(self, addr: int, length: int) -> bytes:
         return os.pread(self._fd, length, addr)
+
+    def _direct_fd(self) -> Optional[int]:
+        return self._fd if self._fd >= 0 else None
 
     def data_extents(self, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, int]]:
         stop = self.end if end is None else min(end, self.end)

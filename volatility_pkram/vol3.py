@@ -108,6 +108,9 @@ class LayerMemory(PhysicalMemory):
             return os.pread(self._fd, length, addr)
         return self.layer.read(addr, length)
 
+    def _direct_fd(self) -> Optional[int]:
+        return self._fd if self._fd >= 0 else None
+
     def data_extents(self, start: int = 0, end: Optional[int] = None):
         end = self.end if end is None else min(end, self.end)
         if self._fd >= 0:
