@@ -68,6 +68,17 @@ def vol(tmp_path):
     return run
 
 
+def runs_of_pages(pages):
+    """Maximal runs ``(first_pfn, npages)`` of a set of PFNs, ascending (the brute-force model)."""
+    out = []
+    for p in sorted(pages):
+        if out and out[-1][0] + out[-1][1] == p:
+            out[-1][1] += 1
+        else:
+            out.append([p, 1])
+    return [tuple(r) for r in out]
+
+
 def reserved_pfns_from_rows(rows):
     pfns = set()
     for row in rows:

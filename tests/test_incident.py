@@ -19,6 +19,7 @@ from volatility_pkram import files
 from volatility_pkram.audit import subtract_runs
 from volatility_pkram.streamscan import scan_chunks
 
+from conftest import runs_of_pages
 from test_real_kernel import MANIFESTS, _image
 
 PAGE = 4096
@@ -276,20 +277,10 @@ def _pages(runs):
     return {p for s, n in runs for p in range(s, s + n)}
 
 
-def _runs(pages):
-    out = []
-    for p in sorted(pages):
-        if out and out[-1][0] + out[-1][1] == p:
-            out[-1][1] += 1
-        else:
-            out.append([p, 1])
-    return [tuple(r) for r in out]
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.sets(st.integers(0, 300)), st.sets(st.integers(0, 300)))
 def test_subtract_runs_is_set_difference(a, b):
-    assert _pages(subtract_runs(_runs(a), _runs(b))) == a - b
+    assert _pages(subtract_runs(runs_of_pages(a), runs_of_pages(b))) == a - b
 
 
 class _FindScanner:

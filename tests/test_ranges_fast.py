@@ -22,19 +22,10 @@ from volatility_pkram.pagetable import bitmap_runs, identity_map_walk
 from volatility_pkram.physmem import BytesMemory
 from volatility_pkram.reader import merge_ranges
 
+from conftest import runs_of_pages
+
 PAGE = 4096
 ALL = (1 << 512) - 1
-
-
-def _runs_of_pages(pages):
-    """Maximal runs of a set of PFNs, ascending."""
-    runs = []
-    for p in sorted(pages):
-        if runs and runs[-1][0] + runs[-1][1] == p:
-            runs[-1][1] += 1
-        else:
-            runs.append([p, 1])
-    return [tuple(r) for r in runs]
 
 
 bitmap_values = st.one_of(st.just(ALL), st.integers(1, ALL),
@@ -47,7 +38,7 @@ def test_bitmap_runs_equal_a_bit_by_bit_scan(by_index, base):
     bitmap = b"".join(by_index.get(i, 0).to_bytes(64, "little") for i in range(41))
     pages = {base + i * 512 + b for i, bits in by_index.items() for b in range(512) if bits >> b & 1}
     starts, counts = bitmap_runs(bitmap, base)
-    assert list(zip(starts, counts)) == _runs_of_pages(pages)
+    assert list(zip(starts, counts)) == runs_of_pages(pages)
 
 
 label_runs = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20)), max_size=25)
@@ -56,7 +47,7 @@ label_runs = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20)), max_si
 def _check_merge(groups):
     table = merge_ranges([(label, [p for p, _ in runs], [n for _, n in runs]) for label, runs in groups])
     union = {p for _, runs in groups for pfn, n in runs for p in range(pfn, pfn + n)}
-    expected = _runs_of_pages(union)
+    expected = runs_of_pages(union)
     assert table.runs() == expected
     assert len(table) == len(expected) and table.total_pages == len(union)
     for i, (first, count) in enumerate(expected):
@@ -78,7 +69,7 @@ def test_merge_ranges_equals_a_page_set(run_lists):
 @given(st.lists(st.integers(0, 2000), min_size=1, max_size=200, unique=True), label_runs)
 def test_merge_ranges_fast_path_inserts_few_runs_into_a_maximal_list(starts, extras):
     # a maximal list (what an identity-map walk gives) plus a few other runs
-    big = _runs_of_pages({s + k for s in starts for k in range(3)})
+    big = runs_of_pages({s + k for s in starts for k in range(3)})
     _check_merge([("super block", extras[:2]), ("pagetable", big), ("root", extras[2:5])])
 
 

@@ -99,9 +99,10 @@ class RangeTable(Sequence[Range]):
         self.labels = tuple(labels)
         self.first_pfns: List[int] = []
         self.counts: List[int] = []
-        self._masks: List[int] = []          # bit k set: labels[k] describes (part of) the run
-        self._default_mask = 0               # mask of every run not listed in _masks
-        self._mask_at: dict = {}             # run index -> mask, where it differs from the default
+        # a run's sources as a mask (bit k: labels[k] describes part of the run): the
+        # default for every run, and per run index where it differs
+        self._default_mask = 0
+        self._mask_at: dict = {}
 
     def __len__(self) -> int:
         return len(self.first_pfns)

@@ -3,7 +3,7 @@
 import logging
 from typing import List
 
-from volatility3.framework import interfaces, renderers
+from volatility3.framework import interfaces
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram import vol3
