@@ -75,13 +75,7 @@ class IdentityMap:
 
     def unmarked_tables(self) -> List[int]:
         """Table pages (below the root) the table does not mark as preserved, ascending."""
-        starts, counts = self.starts, self.counts
-        out = []
-        for pfn in sorted(self.table_pfns):
-            i = bisect.bisect_right(starts, pfn) - 1
-            if i < 0 or pfn >= starts[i] + counts[i]:
-                out.append(pfn)
-        return out
+        return [pfn for pfn in sorted(self.table_pfns) if not self.marks(pfn)]
 
 
 def merge_runs(runs) -> List[Tuple[int, int]]:

@@ -99,10 +99,8 @@ class RangeTable(Sequence[Range]):
         self.labels = tuple(labels)
         self.first_pfns: List[int] = []
         self.counts: List[int] = []
-        # a run's sources as a mask (bit k: labels[k] describes part of the run): the
-        # default for every run, and per run index where it differs
-        self._default_mask = 0
-        self._mask_at: dict = {}
+        #: per run, bit k set: labels[k] describes (part of) the run
+        self.masks: List[int] = []
 
     def __len__(self) -> int:
         return len(self.first_pfns)
@@ -116,7 +114,7 @@ class RangeTable(Sequence[Range]):
 
     def sources(self, i: int) -> Tuple[str, ...]:
         """What describes run ``i``: one or more of :attr:`labels`."""
-        mask = self._mask_at.get(i, self._default_mask)
+        mask = self.masks[i]
         return tuple(label for k, label in enumerate(self.labels) if mask >> k & 1)
 
     def runs(self) -> List[Tuple[int, int]]:
@@ -145,7 +143,7 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]]) -> 
     _, starts, counts = groups[big]
     if sum(sizes) - sizes[big] <= 64 and _is_maximal(starts, counts):
         table.first_pfns, table.counts = list(starts), list(counts)
-        table._default_mask = 1 << big
+        table.masks = [1 << big] * len(starts)
         for k, (_, other_starts, other_counts) in enumerate(groups):
             if k != big:
                 for pfn, n in zip(other_starts, other_counts):
@@ -176,48 +174,32 @@ def _is_maximal(starts: Sequence[int], counts: Sequence[int]) -> bool:
 
 
 def _append(table: RangeTable, pfn: int, n: int, mask: int) -> None:
-    table._mask_at[len(table.first_pfns)] = mask
     table.first_pfns.append(pfn)
     table.counts.append(n)
+    table.masks.append(mask)
 
 
 def _merge_one(table: RangeTable, pfn: int, n: int, bit: int) -> None:
     """Merge one run into a maximal table, keeping it maximal."""
-    starts, counts, masks = table.first_pfns, table.counts, table._mask_at
+    starts, counts, masks = table.first_pfns, table.counts, table.masks
     i = bisect.bisect_right(starts, pfn) - 1          # last run starting at or before pfn
-    if i >= 0 and starts[i] + counts[i] >= pfn:
-        lo = i                                         # overlaps or touches run i
-    else:
-        lo = i + 1
+    lo = i if i >= 0 and starts[i] + counts[i] >= pfn else i + 1   # first run it overlaps or touches
     end = pfn + n
     hi = lo                                            # runs lo..hi-1 merge with the new one
     while hi < len(starts) and starts[hi] <= end:
         hi += 1
     if hi == lo:                                       # a run of its own
-        _shift_masks(table, lo, 1)
         starts.insert(lo, pfn)
         counts.insert(lo, n)
-        masks[lo] = bit
+        masks.insert(lo, bit)
         return
-    mask = bit
-    for k in range(lo, hi):
-        mask |= masks.get(k, table._default_mask)
     new_start = min(pfn, starts[lo])
     new_end = max(end, starts[hi - 1] + counts[hi - 1])
-    del starts[lo + 1:hi], counts[lo + 1:hi]
-    for k in range(lo, hi):
-        masks.pop(k, None)
-    _shift_masks(table, hi, lo + 1 - hi)
-    starts[lo], counts[lo] = new_start, new_end - new_start
-    masks[lo] = mask
-
-
-def _shift_masks(table: RangeTable, from_index: int, delta: int) -> None:
-    """Renumber the per-run overrides at or after ``from_index`` by ``delta``."""
-    if delta and table._mask_at:
-        shifted = {(k + delta if k >= from_index else k): m for k, m in table._mask_at.items()}
-        table._mask_at.clear()
-        table._mask_at.update(shifted)
+    mask = bit
+    for m in masks[lo:hi]:
+        mask |= m
+    del starts[lo + 1:hi], counts[lo + 1:hi], masks[lo + 1:hi]
+    starts[lo], counts[lo], masks[lo] = new_start, new_end - new_start, mask
 
 
 def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512,

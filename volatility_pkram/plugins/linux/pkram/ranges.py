@@ -30,10 +30,10 @@ class Ranges(interfaces.plugins.PluginInterface):
     @staticmethod
     def range_row(table, i: int) -> tuple:
         """The values of run ``i`` of a :class:`~volatility_pkram.reader.RangeTable`."""
-        first, pages = table.first_pfns[i], table.counts[i]
-        return (format_hints.Hex(first << 12), format_hints.Hex(((first + pages) << 12) - 1),
-                pages << 12, pages, format_hints.Hex(first), format_hints.Hex(first + pages - 1),
-                "+".join(table.sources(i)))
+        rng = table[i]
+        return (format_hints.Hex(rng.start), format_hints.Hex(rng.start + rng.size - 1),
+                rng.size, rng.pages, format_hints.Hex(rng.first_pfn),
+                format_hints.Hex(rng.first_pfn + rng.pages - 1), "+".join(rng.sources))
 
     def run(self):
         pk, _loc = vol3.open_pkram(self)
