@@ -602,3 +602,19 @@ def test_stream_sampler_counts_whole_stream_but_samples_entropy():
     assert prof.size == 8192 + 8192 and prof.newlines == 4096 + 32   # range(256) holds one \n
     assert prof.entropy_bytes == 4096 and prof.entropy == pytest.approx(1.0, abs=1e-5)
     assert not fast.sampled_all
+
+
+def test_stream_sampler_profiles_a_prefix_and_says_so():
+    """Byte statistics and entropy cover the first MiB; the scope note names the prefix."""
+    from volatility_pkram.triage import StreamSampler
+    text = b"log line\n" * ((3 << 20) // 9)             # 3 MiB of text lines
+    fast = StreamSampler()
+    _stream(fast, [("data", text[:1000]), ("data", text[1000:])])
+    prof = fast.profile()
+    assert prof.size == 1 << 20 and prof.newlines == text[:1 << 20].count(b"\n")
+    assert fast.scope_note() == (f" (entropy of the first {1 << 20} bytes, byte statistics of the "
+                                 f"first {1 << 20} of {len(text)})")
+    assert triage(fast).kind == "text"
+    small = StreamSampler()
+    _stream(small, [("data", text[:5000]), ("hole", 3000)])
+    assert small.scope_note() == ""

@@ -235,20 +235,24 @@ class StreamSampler(TriageSampler):
 
     :class:`TriageSampler` counts all 256 byte values in Python (about
     10 MB/s), too slow for every byte a bulk extraction writes. This one
-    counts what triage needs (NULs, newlines, CRs, binary control bytes,
-    non-ASCII) over the *whole* stream with ``bytes.count``/``translate``/
-    ``isascii``, and computes the entropy over a kept prefix of
-    ``sample_limit`` bytes (YARA's ``math.entropy``): ``pe_limit`` when the
-    file starts with ``MZ``, so pefile sees the import directory. Call it as
-    a chunk consumer: ``sampler(kind, length, data)``, ``data`` None for holes.
+    looks at a prefix, as ``file(1)`` does: it counts what triage needs
+    (NULs, newlines, CRs, binary control bytes, non-ASCII) over the first
+    ``profile_limit`` bytes with ``bytes.count``/``translate``/``isascii``,
+    and computes the entropy over a kept prefix of ``sample_limit`` bytes
+    (YARA's ``math.entropy``): ``pe_limit`` when the file starts with
+    ``MZ``, so pefile sees the import directory. Both limits default to
+    1 MiB: the byte statistics decide text or data and count lines, and a
+    bigger prefix only adds four passes per byte (on a 367 MiB extraction of
+    803 files, 16 MiB prefixes cost 0.5 s; 1 MiB prefixes 0.1 s).
+    :meth:`scope_note` says when a figure covers a prefix only. Call it as a
+    chunk consumer: ``sampler(kind, length, data)``, ``data`` None for holes.
     """
 
     def __init__(self, sample_limit: int = 1 << 20, pe_limit: int = DEFAULT_KEEP_LIMIT,
-                 profile_limit: int = 16 << 20) -> None:
+                 profile_limit: int = 1 << 20) -> None:
         super().__init__(keep_limit=0)
         self.sample_limit = sample_limit
-        #: byte statistics (text or not, NULs, lines) cover at most this prefix:
-        #: four C passes per byte are cheap per file, not over many GiB
+        #: byte statistics (text or not, NULs, lines) cover at most this prefix
         self.profile_limit = profile_limit
         self._profiled = 0
         self.pe_limit = pe_limit
@@ -317,6 +321,13 @@ class StreamSampler(TriageSampler):
     def sampled_all(self) -> bool:
         """True when the entropy covers the whole stream."""
         return len(self._sample) >= self._total
+
+    def scope_note(self) -> str:
+        """"" when entropy and byte statistics cover the whole stream, else which prefix they cover."""
+        if self.sampled_all and self._profiled >= self._total:
+            return ""
+        return (f" (entropy of the first {min(len(self._sample), self._total)} bytes, byte statistics "
+                f"of the first {self._profiled} of {self._total})")
 
     def whole_file(self) -> Optional[bytes]:
         return bytes(self._sample) if len(self._sample) >= self._total else None

@@ -60,8 +60,7 @@ class Extract(interfaces.plugins.PluginInterface):
             return na if value is None else value
 
         signed = na if t.pe_signed is None else ("yes" if t.pe_signed else "no")
-        scope = "" if sampler.sampled_all else f" (entropy of the first {sampler.size} bytes)"
-        return (t.kind, round(t.entropy, 4), t.detail + scope, opt(t.elf_class), opt(t.elf_machine),
+        return (t.kind, round(t.entropy, 4), t.detail + sampler.scope_note(), opt(t.elf_class), opt(t.elf_machine),
                 opt(t.elf_type), opt(t.elf_interpreter), opt(t.pe_machine), opt(t.pe_timestamp),
                 opt(t.pe_imphash), na if t.pe_sections is None else ",".join(t.pe_sections), signed)
 
