@@ -17,8 +17,8 @@ under which the table describes itself consistently.
 from __future__ import annotations
 
 import bisect
-from itertools import accumulate, count, repeat
-from operator import add, sub
+from itertools import accumulate, chain, repeat
+from operator import add
 from array import array
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -61,7 +61,12 @@ class IdentityMap:
 
     @property
     def runs(self) -> List[Tuple[int, int]]:
-        """The marked pages as ``(first_pfn, npages)`` runs, ascending and maximal."""
+        """The marked pages as ``(first_pfn, npages)`` runs, ascending and maximal.
+
+        Maximal by construction: tables are walked in address order, each
+        table's runs come maximal from :func:`bitmap_runs`, and a run that
+        crosses into the next table's range is joined there.
+        """
         return list(zip(self.starts, self.counts))
 
     @property
@@ -75,7 +80,11 @@ class IdentityMap:
 
     def unmarked_tables(self) -> List[int]:
         """Table pages (below the root) the table does not mark as preserved, ascending."""
-        return [pfn for pfn in sorted(self.table_pfns) if not self.marks(pfn)]
+        pfns = sorted(self.table_pfns)
+        starts, counts = self.starts, self.counts
+        # per page, 1 + the index of the last run starting at or before it (what marks() does)
+        after = list(map(bisect.bisect_right, repeat(starts), pfns))
+        return [pfn for pfn, i in zip(pfns, after) if not i or pfn >= starts[i - 1] + counts[i - 1]]
 
 
 def merge_runs(runs) -> List[Tuple[int, int]]:
@@ -95,29 +104,33 @@ _FULL_BITMAP = b"\xff" * BITMAP_BYTES
 _EMPTY_BITMAP = bytes(BITMAP_BYTES)
 
 
+#: each byte with its bit order reversed: bit 0 (the first page) becomes the top bit
+_REVERSED_BITS = bytes(int(f"{v:08b}"[::-1], 2) for v in range(256))
+
+
 def bitmap_runs(bitmap: bytes, base_pfn: int) -> Tuple[List[int], List[int]]:
     """Runs of set bits of a little-endian bitmap, one bit per page from ``base_pfn``.
 
-    Returns two columns, first PFNs and page counts, ascending. The bits
-    where a run starts or ends are found in one big-integer step
-    (``x ^ (x << 1)``); their positions come from splitting the binary
-    string at each ``1`` and summing gap lengths with ``accumulate``. All
-    of it runs in C. On the 250k runs of a scattered 64 GiB image this
-    takes 0.12 s, against 0.2-0.3 s for a Python loop per run and about
-    0.2 s for cutting the bit string with ``re.findall``.
+    Returns two columns, first PFNs and page counts, ascending. With each
+    byte's bits reversed, the bitmap read big-endian is an integer whose
+    binary string lists page 0 first. One big-integer step (``x ^ (x >> 1)``)
+    marks where each run starts and ends; splitting that string at each
+    ``1`` leaves the gaps, which alternate between "before a run" and
+    "inside a run" (one shorter than the run), and ``accumulate`` turns them
+    into first pages. All of it runs in C. On the 250k runs of a scattered
+    64 GiB image this takes about 0.1 s, against 0.2-0.3 s for a Python loop
+    per run and about 0.2 s for cutting the bit string with ``re.findall``.
     """
-    x = int.from_bytes(bitmap, "little")
+    # one zero bit past the last page, so a run ending there has its end edge
+    x = int.from_bytes(bitmap.translate(_REVERSED_BITS), "big") << 1
     if not x:
         return [], []
-    # bit i of the edges is set where bit i of x differs from bit i - 1 (bit -1 is clear):
-    # run starts and ends alternate; reversed, the string lists bit 0 first
-    edges = format(x ^ (x << 1), "b")[::-1]
+    edges = format(x ^ (x >> 1), "0%db" % (len(bitmap) * 8 + 1))
     gaps = edges.split("1")
     gaps.pop()
-    positions = list(map(add, accumulate(map(len, gaps)), count()))
-    starts = positions[0::2]
-    counts = list(map(sub, positions[1::2], starts))
-    return list(map(add, starts, repeat(base_pfn))), counts
+    counts = list(map(add, map(len, gaps[1::2]), repeat(1)))
+    steps = map(add, map(len, gaps[0::2]), chain((base_pfn,), map(add, counts, repeat(1))))
+    return list(accumulate(steps)), counts
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,

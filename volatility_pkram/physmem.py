@@ -146,7 +146,7 @@ class PhysicalMemory:
             lo, hi = self._extents[0]
             if min(addrs) >= lo and max(addrs) + length <= hi:
                 out = list(map(os.pread, repeat(fd, len(addrs)), repeat(length, len(addrs)), addrs))
-                if all(map(length.__eq__, map(len, out))):
+                if sum(map(len, out)) == length * len(out):    # no read is longer than asked
                     return out
         starts, extents, read = self._starts, self._extents, self._read
         out: List[Optional[bytes]] = []

@@ -126,7 +126,8 @@ class RangeTable(Sequence[Range]):
         return sum(self.counts)
 
 
-def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]]) -> RangeTable:
+def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
+                 maximal: Sequence[str] = ()) -> RangeTable:
     """Merge labelled runs into maximal runs with their sources.
 
     Each group is ``(label, first_pfns, counts)``. Overlapping and adjacent
@@ -134,6 +135,8 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]]) -> 
     identity-map walk, a region list); it is then taken as it is and the few
     runs of the other groups are merged into it one by one, so the cost
     does not grow with its length. Otherwise all runs are sorted and swept.
+    Groups labelled in ``maximal`` are known sorted and maximal (an
+    :class:`~volatility_pkram.pagetable.IdentityMap`): they are not checked.
     """
     table = RangeTable([label for label, _s, _c in groups])
     if not groups:
@@ -141,7 +144,7 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]]) -> 
     sizes = [len(starts) for _, starts, _c in groups]
     big = max(range(len(groups)), key=sizes.__getitem__)
     _, starts, counts = groups[big]
-    if sum(sizes) - sizes[big] <= 64 and _is_maximal(starts, counts):
+    if sum(sizes) - sizes[big] <= 64 and (groups[big][0] in maximal or _is_maximal(starts, counts)):
         table.first_pfns, table.counts = list(starts), list(counts)
         table.masks = [1 << big] * len(starts)
         for k, (_, other_starts, other_counts) in enumerate(groups):
@@ -332,7 +335,7 @@ class Pkram:
                               self.sb.pfn)
             self.diag.add("v2-pagetable", INFO, "v2/v3 kernels do not hand the pagetable over; ranges "
                           "come from the region list only", self.sb.pfn)
-        return merge_ranges(groups)
+        return merge_ranges(groups, maximal=(SOURCE_PAGETABLE,))
 
     @property
     def runtime(self) -> bool:
