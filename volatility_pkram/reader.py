@@ -328,8 +328,7 @@ class Pkram:
         else:
             regions = self.region_list
             if regions is not None:
-                runs = regions.runs()
-                groups.append((SOURCE_REGION_LIST, [p for p, _ in runs], [n for _, n in runs]))
+                groups.append((SOURCE_REGION_LIST,) + regions.columns())
             elif not self.sb.empty:
                 self.diag.add("no-region-list", WARNING, "super block has nodes but no region list",
                               self.sb.pfn)

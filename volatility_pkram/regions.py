@@ -8,7 +8,12 @@ ranges in ascending order, chained through ``next_pfn``. The next kernel reads
 
 from __future__ import annotations
 
+import sys
+from array import array
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import islice, repeat
+from operator import add, ge, or_, rshift, sub
 from typing import List, Tuple
 
 from . import format as fmt
@@ -19,23 +24,45 @@ from .problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["RegionList", "pkram_regions"]
 
+_PHYS_LIMIT = 1 << 52
+
 
 @dataclass
 class RegionList:
-    """Regions read from the list: ``(base, size)`` in bytes, plus the list pages."""
+    """Regions read from the list, in bytes, as two columns; plus the list pages."""
 
-    regions: List[Tuple[int, int]] = field(default_factory=list)
+    bases: List[int] = field(default_factory=list)
+    sizes: List[int] = field(default_factory=list)
     list_pfns: List[int] = field(default_factory=list)
     prev_pfns: List[int] = field(default_factory=list)
 
+    @property
+    def regions(self) -> List[Tuple[int, int]]:
+        """``(base, size)`` per region, in list order."""
+        return list(zip(self.bases, self.sizes))
+
+    def columns(self) -> Tuple[List[int], List[int]]:
+        """Regions as page runs, rounded out to whole pages: first PFNs and page counts."""
+        firsts = list(map(rshift, self.bases, repeat(PAGE_SHIFT)))
+        if not reduce(or_, self.bases, 0) & (PAGE_SIZE - 1) and not reduce(or_, self.sizes, 0) & (PAGE_SIZE - 1):
+            return firsts, list(map(rshift, self.sizes, repeat(PAGE_SHIFT)))     # all page aligned
+        ends = map(add, map(add, self.bases, self.sizes), repeat(PAGE_SIZE - 1))
+        return firsts, list(map(sub, map(rshift, ends, repeat(PAGE_SHIFT)), firsts))
+
     def runs(self) -> List[Tuple[int, int]]:
         """Regions as page runs ``(first_pfn, npages)``, rounded out to whole pages."""
-        runs = []
-        for base, size in self.regions:
-            first = base >> PAGE_SHIFT
-            last = (base + size + PAGE_SIZE - 1) >> PAGE_SHIFT
-            runs.append((first, last - first))
-        return runs
+        return list(zip(*self.columns()))
+
+
+def _clean_page(bases: array, sizes: array, last_end: int) -> bool:
+    """True if every region of a page needs no finding: page aligned, above the
+    previous one (and ``last_end``), inside any physical address space."""
+    if not bases:
+        return True
+    ends = list(map(add, bases, sizes))
+    return (bases[0] >= last_end and max(ends) <= _PHYS_LIMIT
+            and not reduce(or_, bases, 0) & (PAGE_SIZE - 1) and not reduce(or_, sizes, 0) & (PAGE_SIZE - 1)
+            and all(map(ge, islice(bases, 1, None), ends)))
 
 
 def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) -> RegionList:
@@ -43,6 +70,10 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
     lay = isf.layouts(2)["pkram_region_list"]
     reg = isf.layouts(2)["pkram_region"]
     arr = lay.arrays["regions"]
+    if arr.element_size % 8 or reg.offsets["base"] % 8 or reg.offsets["size"] % 8:
+        raise ValueError("pkram_region fields are not 8-byte words")
+    per_entry = arr.element_size // 8
+    base_at, size_at = reg.offsets["base"] // 8, reg.offsets["size"] // 8
     result = RegionList()
     remaining = sb.nr_regions
     plausible_count = sb.nr_regions <= mem.max_pfn
@@ -58,17 +89,35 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
             head = lay.unpack(page)
             result.prev_pfns.append(head["prev_pfn"])
             done = False
-            for i in range(arr.count):
+            # the page's entries in bulk: up to the first empty one or nr_regions
+            words = array("Q", page[arr.offset:arr.offset + arr.size])
+            if sys.byteorder != "little":
+                words.byteswap()
+            bases, sizes = words[base_at::per_entry], words[size_at::per_entry]
+            usable = sizes.index(0) if 0 in sizes else len(sizes)
+            if usable > remaining:
+                usable = remaining
+            if _clean_page(bases[:usable], sizes[:usable], last_end):
+                result.bases.extend(bases[:usable])
+                result.sizes.extend(sizes[:usable])
+                remaining -= usable
+                if usable:
+                    last_end = bases[usable - 1] + sizes[usable - 1]
+                # stopped early by an empty entry or by nr_regions: the list ends here
+                done = usable < len(sizes)
+                entries = 0
+            else:
+                entries = len(sizes)     # one by one, naming each problem
+            for i in range(entries):
                 if remaining == 0:
                     done = True
                     break
-                f = reg.unpack(page, arr.offset + i * arr.element_size)
-                base, size = f["base"], f["size"]
+                base, size = bases[i], sizes[i]
                 if size == 0:
                     done = True
                     break
                 remaining -= 1
-                if base + size > 1 << 52:
+                if base + size > _PHYS_LIMIT:
                     diag.add("pfn-out-of-range", ERROR, f"region 0x{base:x}+0x{size:x} is beyond "
                              "any physical address", pfn, "region list")
                     continue
@@ -78,7 +127,8 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
                 if base & (PAGE_SIZE - 1) or size & (PAGE_SIZE - 1):
                     diag.add("unaligned-region", WARNING, f"region 0x{base:x}+0x{size:x} is not "
                              "page aligned", pfn, "region list")
-                result.regions.append((base, size))
+                result.bases.append(base)
+                result.sizes.append(size)
                 last_end = base + size
             if done:
                 # Trailing list pages are normal (the kernel over-estimates how many it
@@ -89,8 +139,8 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
             pfn, page = walk.send(head["next_pfn"])
     except StopIteration:
         pass
-    if plausible_count and len(result.regions) != sb.nr_regions:
+    if plausible_count and len(result.bases) != sb.nr_regions:
         diag.add("region-count-mismatch", WARNING, f"nr_regions is {sb.nr_regions} but the list "
-                 f"holds {len(result.regions)} usable entries (a truncated list makes the kernel log "
+                 f"holds {len(result.bases)} usable entries (a truncated list makes the kernel log "
                  "'no more pkram_region_list pages')", sb.region_list_pfn, "region list")
     return result
