@@ -44,14 +44,19 @@ class RegionList:
     def columns(self) -> Tuple[List[int], List[int]]:
         """Regions as page runs, rounded out to whole pages: first PFNs and page counts."""
         firsts = list(map(rshift, self.bases, repeat(PAGE_SHIFT)))
-        if not reduce(or_, self.bases, 0) & (PAGE_SIZE - 1) and not reduce(or_, self.sizes, 0) & (PAGE_SIZE - 1):
-            return firsts, list(map(rshift, self.sizes, repeat(PAGE_SHIFT)))     # all page aligned
+        if _page_aligned(self.bases, self.sizes):
+            return firsts, list(map(rshift, self.sizes, repeat(PAGE_SHIFT)))
         ends = map(add, map(add, self.bases, self.sizes), repeat(PAGE_SIZE - 1))
         return firsts, list(map(sub, map(rshift, ends, repeat(PAGE_SHIFT)), firsts))
 
     def runs(self) -> List[Tuple[int, int]]:
         """Regions as page runs ``(first_pfn, npages)``, rounded out to whole pages."""
         return list(zip(*self.columns()))
+
+
+def _page_aligned(bases, sizes) -> bool:
+    """True if every base and size is a whole number of pages."""
+    return not (reduce(or_, bases, 0) | reduce(or_, sizes, 0)) & (PAGE_SIZE - 1)
 
 
 def _clean_page(bases: array, sizes: array, last_end: int) -> bool:
@@ -61,8 +66,7 @@ def _clean_page(bases: array, sizes: array, last_end: int) -> bool:
         return True
     ends = list(map(add, bases, sizes))
     return (bases[0] >= last_end and max(ends) <= _PHYS_LIMIT
-            and not reduce(or_, bases, 0) & (PAGE_SIZE - 1) and not reduce(or_, sizes, 0) & (PAGE_SIZE - 1)
-            and all(map(ge, islice(bases, 1, None), ends)))
+            and _page_aligned(bases, sizes) and all(map(ge, islice(bases, 1, None), ends)))
 
 
 def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) -> RegionList:
