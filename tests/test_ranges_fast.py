@@ -7,11 +7,17 @@
 * the identity-map walk's bulk PMD-table path against its entry-by-entry
   path, on random tables with flags, duplicates, holes and empty bitmaps;
 * ``FlatGrid`` against volatility's own ``TreeGrid``: every CLI renderer
-  prints the same bytes for the same rows.
+  prints the same bytes for the same rows;
+* ``page_numbers``/``page_aligned`` (all words of an array shifted as one
+  integer) against a word-by-word shift;
+* the region list read a page at a time (clean pages in bulk) against the
+  kernel's entry-by-entry reading, on lists mixing clean and damaged pages.
 """
 
 import io
+import random
 import struct
+from array import array
 from contextlib import redirect_stdout
 
 import pytest
@@ -19,8 +25,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volatility_pkram.pagetable import bitmap_runs, identity_map_walk
-from volatility_pkram.physmem import BytesMemory
+from volatility_pkram import format as fmt
+from volatility_pkram import isf
+from volatility_pkram.physmem import BytesMemory, page_aligned, page_numbers
+from volatility_pkram.problems import Diagnostics
 from volatility_pkram.reader import merge_ranges
+from volatility_pkram.regions import pkram_regions
 
 from conftest import runs_of_pages
 
@@ -182,3 +192,119 @@ def test_read_many_equals_one_read_per_address(tmp_path):
         assert mem.read_many(mixed, 64) == one_by_one(mem, mixed, 64)
         assert mem.read_many(mixed, 64)[-3:] == [None, None, None]
         assert mem.read_many([], 64) == []
+
+
+# -- page numbers of a whole array: one integer shift == a shift per word -----------
+
+u64 = st.integers(0, (1 << 64) - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(u64, max_size=300), st.booleans())
+def test_page_numbers_equal_a_shift_per_word(words, align):
+    if align:
+        words = [w & ~0xFFF for w in words]
+    aligned = all(w % PAGE == 0 for w in words)
+    assert page_aligned(array("Q", words)) == aligned
+    assert page_aligned(array("Q", words), array("Q", [PAGE, 0])) == aligned
+    got = page_numbers(array("Q", words))
+    assert (got is None) == (not aligned)
+    if aligned:
+        assert list(got) == [w >> 12 for w in words]
+
+
+# -- region list: page-at-a-time reading == the kernel's entry-by-entry reading ------
+
+LIST_LAYOUT = isf.layouts(2)["pkram_region_list"]
+SLOTS = LIST_LAYOUT.arrays["regions"].count
+REGION_AT = LIST_LAYOUT.offsets["regions"]
+DAMAGE = ["unaligned", "below", "beyond", "empty", "touching"]
+
+
+def _region_pages(seed, damage, last_count):
+    """Entries of consecutive list pages (full but the last): ascending page-aligned
+    regions, damaged where ``damage`` says (per page, ``(index, kind)`` pairs)."""
+    rng = random.Random(seed)
+    pages, cursor = [], 1 << 20
+    for k, marks in enumerate(damage):
+        marks = dict(marks)
+        page = []
+        for i in range(SLOTS if k + 1 < len(damage) else last_count):
+            base, size = cursor + rng.randrange(1, 5) * PAGE, rng.randrange(1, 9) * PAGE
+            kind = marks.get(i, "ok")
+            if kind == "unaligned":
+                base += rng.randrange(1, PAGE)
+            elif kind == "below":
+                base = max(cursor - rng.randrange(1, 4) * PAGE, 0)
+            elif kind == "beyond":
+                base = (1 << 52) - PAGE
+            elif kind == "empty":
+                size = 0
+            elif kind == "touching":
+                base = cursor
+            page.append((base, size))
+            if kind not in ("beyond", "empty"):
+                cursor = base + size
+        pages.append(page)
+    return pages
+
+
+def _kernel_reading(pages, nr_regions):
+    """What the next kernel takes: entries in order until nr_regions or the first
+    empty one; plus the findings each entry deserves (spelled out per entry)."""
+    regions, kinds, last_end, remaining = [], [], -1, nr_regions
+    for base, size in (e for page in pages for e in page + [(0, 0)] * (SLOTS - len(page))):
+        if remaining == 0 or size == 0:
+            break
+        remaining -= 1
+        if base + size > 1 << 52:
+            kinds.append("pfn-out-of-range")
+            continue
+        if base < last_end:
+            kinds.append("unsorted-region")
+        if base % PAGE or size % PAGE:
+            kinds.append("unaligned-region")
+        regions.append((base, size))
+        last_end = base + size
+    if len(regions) != nr_regions:
+        kinds.append("region-count-mismatch")
+    return regions, kinds
+
+
+slot = st.one_of(st.sampled_from([0, 1, SLOTS - 1]), st.integers(0, SLOTS - 1))
+page_damage = st.lists(st.tuples(slot, st.sampled_from(DAMAGE)), max_size=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 1 << 32), st.lists(page_damage, min_size=1, max_size=4), st.integers(0, SLOTS),
+       st.integers(-300, 300))
+def test_region_list_read_in_bulk_equals_entry_by_entry(seed, damage, last_count, nr_delta):
+    pages = _region_pages(seed, damage, last_count)
+    nr_regions = max(sum(map(len, pages)) + nr_delta, 0)
+    first = 2
+    buf = bytearray((first + len(pages)) * PAGE)
+    for k, page in enumerate(pages):
+        at = (first + k) * PAGE
+        struct.pack_into("<QQ", buf, at, first + k - 1 if k else 0,
+                         first + k + 1 if k + 1 < len(pages) else 0)
+        for i, (base, size) in enumerate(page):
+            struct.pack_into("<QQ", buf, at + REGION_AT + 16 * i, base, size)
+    # a page far up makes nr_regions plausible (no more than the image has pages)
+    mem = BytesMemory({0: bytes(buf), 1 << 30: bytes(PAGE)})
+    sb = fmt.SuperBlock(pfn=1, revision=2, node_pfn=0, region_list_pfn=first, nr_regions=nr_regions)
+    diag = Diagnostics()
+    got = pkram_regions(mem, sb, diag)
+
+    regions, kinds = _kernel_reading(pages, nr_regions)
+    assert got.regions == regions
+    assert sorted(p.kind for p in diag) == sorted(kinds)
+    assert got.list_pfns == list(range(first, first + len(pages)))
+    # maximal: the columns are sorted whole-page runs that neither overlap nor touch
+    runs = got.runs()
+    assert runs == [(b // PAGE, -(-(b + s) // PAGE) - b // PAGE) for b, s in regions]
+    if got.maximal:
+        assert all(a[0] + a[1] < b[0] for a, b in zip(runs, runs[1:]))
+        assert all(b % PAGE == 0 and s % PAGE == 0 for b, s in regions)
+    clean = not kinds or kinds == ["region-count-mismatch"]
+    if clean and all(b > a + s for (a, s), (b, _) in zip(regions, regions[1:])):
+        assert got.maximal

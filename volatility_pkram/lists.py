@@ -10,17 +10,14 @@ instead of an exception.
 from __future__ import annotations
 
 import bisect
-import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
 from . import format as fmt
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_numbers
 from .problems import ERROR, WARNING, Diagnostics
 
-_BYTEORDER = sys.byteorder
-_LOW12 = array("Q", [(1 << PAGE_SHIFT) - 1]).tobytes()   # one entry's offset bits
 
 __all__ = [
     "read_meta_page", "pkram_nodes", "pkram_objs", "pkram_links", "PageStream",
@@ -199,20 +196,15 @@ def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
         seg = ents[:used]
         # Fast path, the common case: order-0 pages without flags (low 12 bits
         # clear), none zeroed, all inside the image: bulk-extend the arrays.
-        # The entries are read as one integer: with every low 12 bits clear,
-        # shifting it right by 12 shifts each entry on its own, exactly.
         if used and idx + used <= 1 << 52:
-            whole = int.from_bytes(seg.tobytes(), _BYTEORDER)
-            if not whole & int.from_bytes(_LOW12 * used, _BYTEORDER):
-                pfns = array("Q")
-                pfns.frombytes((whole >> PAGE_SHIFT).to_bytes(8 * used, _BYTEORDER))
-                if min(pfns) > 0 and max(pfns) < max_pfn:
-                    raw.index.extend(range(idx, idx + used))
-                    raw.pfn.extend(pfns)
-                    raw.order.frombytes(bytes(used))
-                    raw.flags.frombytes(bytes(used))
-                    segments.append((link.index, idx + used, start_pos, used))
-                    continue
+            pfns = page_numbers(seg)
+            if pfns is not None and min(pfns) > 0 and max(pfns) < max_pfn:
+                raw.index.extend(range(idx, idx + used))
+                raw.pfn.extend(pfns)
+                raw.order.frombytes(bytes(used))
+                raw.flags.frombytes(bytes(used))
+                segments.append((link.index, idx + used, start_pos, used))
+                continue
         for e in seg:
             if e == 0:
                 zeroed_here += 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
+from array import array
 from itertools import repeat
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -22,6 +24,8 @@ __all__ = [
     "PhysicalMemory",
     "RawImage",
     "BytesMemory",
+    "page_aligned",
+    "page_numbers",
 ]
 
 PAGE_SHIFT = 12
@@ -29,6 +33,38 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 
 #: Largest single read issued by the bulk helpers; bounds memory per read.
 MAX_READ = 4 << 20
+
+# the bytes of a native-order u64 word that hold its low 12 bits: all of one, a nibble of the next
+_OFFSET_BYTE, _OFFSET_NIBBLE_BYTE = (0, 1) if sys.byteorder == "little" else (7, 6)
+_LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
+
+
+def _words_aligned(data: bytes) -> bool:
+    """True if every native-order u64 word of ``data`` has its low 12 bits clear (C speed)."""
+    n = len(data) // 8
+    return (data[_OFFSET_BYTE::8].count(0) == n
+            and data[_OFFSET_NIBBLE_BYTE::8].translate(_LOW_NIBBLE).count(0) == n)
+
+
+def page_aligned(*columns: array) -> bool:
+    """True if every word of the ``array('Q')`` columns is a multiple of the page size."""
+    return all(_words_aligned(c.tobytes()) for c in columns)
+
+
+def page_numbers(words: array) -> Optional[array]:
+    """``w >> PAGE_SHIFT`` for every word of an ``array('Q')``, if all are page aligned; else None.
+
+    The words are read as one integer: with each word's low 12 bits clear,
+    shifting the whole integer right by 12 shifts each word on its own,
+    exactly (the bits that cross into a neighbour are the zero offset bits,
+    in either byte order). No Python int per word.
+    """
+    data = words.tobytes()
+    if not _words_aligned(data):
+        return None
+    out = array("Q")
+    out.frombytes((int.from_bytes(data, sys.byteorder) >> PAGE_SHIFT).to_bytes(len(data), sys.byteorder))
+    return out
 
 
 class UnreadableError(Exception):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import operator
+from array import array
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
 from . import files
 from . import format as fmt
@@ -97,8 +98,9 @@ class RangeTable(Sequence[Range]):
     def __init__(self, labels: Sequence[str]):
         #: source labels; a run's sources are a subset of them, in this order
         self.labels = tuple(labels)
-        self.first_pfns: List[int] = []
-        self.counts: List[int] = []
+        #: list or ``array('Q')`` columns
+        self.first_pfns: MutableSequence[int] = []
+        self.counts: MutableSequence[int] = []
         #: per run, bit k set: labels[k] describes (part of) the run
         self.masks: List[int] = []
 
@@ -136,7 +138,9 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
     runs of the other groups are merged into it one by one, so the cost
     does not grow with its length. Otherwise all runs are sorted and swept.
     Groups labelled in ``maximal`` are known sorted and maximal (an
-    :class:`~volatility_pkram.pagetable.IdentityMap`): they are not checked.
+    :class:`~volatility_pkram.pagetable.IdentityMap`, a
+    :attr:`~volatility_pkram.regions.RegionList.maximal` region list): they
+    are not checked. ``array('Q')`` columns stay arrays in the table.
     """
     table = RangeTable([label for label, _s, _c in groups])
     if not groups:
@@ -145,7 +149,7 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
     big = max(range(len(groups)), key=sizes.__getitem__)
     _, starts, counts = groups[big]
     if sum(sizes) - sizes[big] <= 64 and (groups[big][0] in maximal or _is_maximal(starts, counts)):
-        table.first_pfns, table.counts = list(starts), list(counts)
+        table.first_pfns, table.counts = _copy(starts), _copy(counts)
         table.masks = [1 << big] * len(starts)
         for k, (_, other_starts, other_counts) in enumerate(groups):
             if k != big:
@@ -166,6 +170,11 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
     if cur_end >= 0:
         _append(table, cur_pfn, cur_end - cur_pfn, cur_mask)
     return table
+
+
+def _copy(column: Sequence[int]) -> MutableSequence[int]:
+    """A mutable copy; an ``array('Q')`` stays one (a memory copy, no int per run)."""
+    return array("Q", column) if isinstance(column, array) else list(column)
 
 
 def _is_maximal(starts: Sequence[int], counts: Sequence[int]) -> bool:
@@ -319,6 +328,7 @@ class Pkram:
                           "reserved, not even the super block page", self.sb.pfn)
             return merge_ranges([])
         groups: List[Tuple[str, Sequence[int], Sequence[int]]] = []
+        maximal = [SOURCE_PAGETABLE]       # an identity map's runs are, by construction
         if self.revision == 1:
             groups.append((SOURCE_SUPER_BLOCK, [self.sb.pfn], [1]))
             paging = self.paging
@@ -329,12 +339,14 @@ class Pkram:
             regions = self.region_list
             if regions is not None:
                 groups.append((SOURCE_REGION_LIST,) + regions.columns())
+                if regions.maximal:
+                    maximal.append(SOURCE_REGION_LIST)
             elif not self.sb.empty:
                 self.diag.add("no-region-list", WARNING, "super block has nodes but no region list",
                               self.sb.pfn)
             self.diag.add("v2-pagetable", INFO, "v2/v3 kernels do not hand the pagetable over; ranges "
                           "come from the region list only", self.sb.pfn)
-        return merge_ranges(groups, maximal=(SOURCE_PAGETABLE,))
+        return merge_ranges(groups, maximal=maximal)
 
     @property
     def runtime(self) -> bool:

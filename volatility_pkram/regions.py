@@ -11,15 +11,14 @@ from __future__ import annotations
 import sys
 from array import array
 from dataclasses import dataclass, field
-from functools import reduce
 from itertools import islice, repeat
-from operator import add, ge, or_, rshift, sub
-from typing import List, Tuple
+from operator import add, ge, gt, rshift, sub
+from typing import List, Optional, Sequence, Tuple
 
 from . import format as fmt
 from . import isf
 from .lists import walk_chain
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, page_aligned, page_numbers
 from .problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["RegionList", "pkram_regions"]
@@ -29,23 +28,33 @@ _PHYS_LIMIT = 1 << 52
 
 @dataclass
 class RegionList:
-    """Regions read from the list, in bytes, as two columns; plus the list pages."""
+    """Regions read from the list, in bytes, as two ``array('Q')`` columns; plus the list pages."""
 
-    bases: List[int] = field(default_factory=list)
-    sizes: List[int] = field(default_factory=list)
+    bases: array = field(default_factory=lambda: array("Q"))
+    sizes: array = field(default_factory=lambda: array("Q"))
     list_pfns: List[int] = field(default_factory=list)
     prev_pfns: List[int] = field(default_factory=list)
+    #: every region starts above the end of the previous one, not touching it
+    #: (set by :func:`pkram_regions`; False claims nothing)
+    disjoint: bool = False
 
     @property
     def regions(self) -> List[Tuple[int, int]]:
         """``(base, size)`` per region, in list order."""
         return list(zip(self.bases, self.sizes))
 
-    def columns(self) -> Tuple[List[int], List[int]]:
+    @property
+    def maximal(self) -> bool:
+        """True if :meth:`columns` are maximal page runs: sorted, neither
+        overlapping nor adjacent (disjoint regions of whole pages)."""
+        return self.disjoint and page_aligned(self.bases, self.sizes)
+
+    def columns(self) -> Tuple[Sequence[int], Sequence[int]]:
         """Regions as page runs, rounded out to whole pages: first PFNs and page counts."""
+        firsts, counts = page_numbers(self.bases), page_numbers(self.sizes)
+        if firsts is not None and counts is not None:
+            return firsts, counts
         firsts = list(map(rshift, self.bases, repeat(PAGE_SHIFT)))
-        if _page_aligned(self.bases, self.sizes):
-            return firsts, list(map(rshift, self.sizes, repeat(PAGE_SHIFT)))
         ends = map(add, map(add, self.bases, self.sizes), repeat(PAGE_SIZE - 1))
         return firsts, list(map(sub, map(rshift, ends, repeat(PAGE_SHIFT)), firsts))
 
@@ -54,19 +63,21 @@ class RegionList:
         return list(zip(*self.columns()))
 
 
-def _page_aligned(bases, sizes) -> bool:
-    """True if every base and size is a whole number of pages."""
-    return not (reduce(or_, bases, 0) | reduce(or_, sizes, 0)) & (PAGE_SIZE - 1)
-
-
-def _clean_page(bases: array, sizes: array, last_end: int) -> bool:
-    """True if every region of a page needs no finding: page aligned, above the
-    previous one (and ``last_end``), inside any physical address space."""
+def _clean_page(bases: array, sizes: array, last_end: int) -> Optional[bool]:
+    """Whether the regions of a page can be taken without a finding: page
+    aligned, each at or above the end of the one before (and ``last_end``),
+    inside any physical address space. None if not; else whether each is
+    strictly above the one before (disjoint)."""
     if not bases:
         return True
     ends = list(map(add, bases, sizes))
-    return (bases[0] >= last_end and max(ends) <= _PHYS_LIMIT
-            and _page_aligned(bases, sizes) and all(map(ge, islice(bases, 1, None), ends)))
+    if ends[-1] > _PHYS_LIMIT or not page_aligned(bases, sizes):
+        return None
+    if bases[0] > last_end and all(map(gt, islice(bases, 1, None), ends)):
+        return True
+    if bases[0] >= last_end and all(map(ge, islice(bases, 1, None), ends)):
+        return False
+    return None
 
 
 def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) -> RegionList:
@@ -84,6 +95,7 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
     if not plausible_count:
         diag.add("bad-nr-regions", ERROR, f"nr_regions {sb.nr_regions} is more than the image has "
                  "pages; reading until the first empty entry", sb.pfn)
+    result.disjoint = True       # until a page says otherwise
     last_end = -1
     walk = walk_chain(mem, sb.region_list_pfn, "region-list", diag, "region list")
     try:
@@ -101,7 +113,9 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
             usable = sizes.index(0) if 0 in sizes else len(sizes)
             if usable > remaining:
                 usable = remaining
-            if _clean_page(bases[:usable], sizes[:usable], last_end):
+            disjoint = _clean_page(bases[:usable], sizes[:usable], last_end)
+            if disjoint is not None:
+                result.disjoint &= disjoint
                 result.bases.extend(bases[:usable])
                 result.sizes.extend(sizes[:usable])
                 remaining -= usable
@@ -112,6 +126,7 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
                 entries = 0
             else:
                 entries = len(sizes)     # one by one, naming each problem
+                result.disjoint = False  # not claimed: merge_ranges checks
             for i in range(entries):
                 if remaining == 0:
                     done = True
