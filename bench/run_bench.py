@@ -1,6 +1,6 @@
 """volatility-pkram benchmark: plugin cost against a pread+write baseline and volatility start-up.
 
-    python bench/run_bench.py [--work bench/work] [--cases v1_64g,v2_8g,v2_64g]
+    python bench/run_bench.py [--work bench/work] [--cases v1_64g,v2_8g,v2_64g] [--seed N]
 
 Cases (images made by tools/pkramgen.py, deterministic, kept in --work):
   v1_64g  bench_v1: 64 GiB RAM, RFC v1, 5-level identity map, ~3 GiB preserved
@@ -24,7 +24,11 @@ an untimed warm-up round, ROUNDS (3) rounds run every command once in turn,
 each after `sync`; a ratio is the median over the rounds of the two commands'
 per-round ratio (this VM's timings vary by up to 2x from run to run, see
 run_rounds). Prints the ratios that
-issue #7 sets targets for. Not a test: nothing asserts here.
+issue #7 sets targets for. Then, untimed, the plugins run once more with
+``-r json`` and their output is checked against the generator's manifest
+(bench/verify.py): ranges equal to the reserved runs, every file and raw
+stream byte-exact. ``--seed`` makes independent images of the same shapes.
+Not a test: nothing asserts here.
 """
 
 import argparse
@@ -38,6 +42,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import verify  # bench/verify.py: this script's directory is first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -58,15 +64,15 @@ CASES = {
 }
 
 
-def make_image(case: str, work: Path) -> Path:
+def make_image(case: str, work: Path, seed: int = 1) -> Path:
     import pkramgen
-    out = work / case
+    out = work / (case if seed == 1 else f"{case}-seed{seed}")
     if (out / "manifest.json").exists():
         return out
     name, changes = CASES[case]
     spec = dict(pkramgen.SCENARIOS[name], **changes, name=case)
     t = time.time()
-    pkramgen.generate(spec, str(out), seed=1)
+    pkramgen.generate(spec, str(out), seed=seed)
     print(f"[{case}] generated in {time.time() - t:.1f} s", flush=True)
     return out
 
@@ -142,8 +148,8 @@ def paired_ratio(result: dict, a: str, b: str) -> float:
     return round(statistics.median(x / y for x, y in zip(result[a]["rounds_s"], result[b]["rounds_s"])), 2)
 
 
-def run_scan_case(case: str, work: Path, env) -> dict:
-    out = make_image(case, work)
+def run_scan_case(case: str, work: Path, env, seed: int) -> dict:
+    out = make_image(case, work, seed)
     image = out / "image.raw"
     cmds = {
         "startup": [str(BIN / "vol-pkram"), "-p", str(ROOT / "bench" / "plugins"), "-q", "-r", "none",
@@ -168,10 +174,10 @@ def run_scan_case(case: str, work: Path, env) -> dict:
     return result
 
 
-def run_case(case: str, work: Path, env) -> dict:
+def run_case(case: str, work: Path, env, seed: int = 1) -> dict:
     if case.startswith("scan"):
-        return run_scan_case(case, work, env)
-    out = make_image(case, work)
+        return run_scan_case(case, work, env, seed)
+    out = make_image(case, work, seed)
     image = out / "image.raw"
     plan = out / "plan.jsonl"
     if not plan.exists():
@@ -200,6 +206,13 @@ def run_case(case: str, work: Path, env) -> dict:
     result = run_rounds(case, small, env, work, clean)
     result.update(run_rounds(case, {k: cmds[k] for k in ("extract", "baseline")}, env, work, clean))
     manifest = json.loads((out / "manifest.json").read_text())
+    # untimed: the same plugins with -r json, checked against the manifest
+    clean()
+    checks = {"ranges": verify.verify_ranges(vol, manifest, env, work),
+              "extract": verify.verify_extract(vol, ext_dir, manifest, env, work)}
+    checks["exact"] = not any(c["mismatch_count"] for c in checks.values())
+    result["verified"] = checks
+    clean()
     result["preserved_mib"] = round(sum(n for _, n in manifest["reserved"]) * 4096 / (1 << 20), 1)
     result["image_gib"] = manifest["mem_size"] / (1 << 30)
     result["ratios"] = {
@@ -214,6 +227,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--seed", type=int, default=1,
+                    help="generator seed: another seed gives an independent image of the same shape "
+                         "(kept in CASE-seedN)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -221,10 +237,19 @@ def main() -> None:
     (home / "cache").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
     results = {"machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
-               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "seed": args.seed}
     for case in args.cases.split(","):
-        results[case] = run_case(case, work, env)
+        results[case] = run_case(case, work, env, args.seed)
         print(f"[{case}] ratios: {results[case]['ratios']}", flush=True)
+        checks = results[case].get("verified")
+        if checks:
+            ext, rng = checks["extract"], checks["ranges"]
+            print(f"[{case}] against the manifest: {'byte-exact' if checks['exact'] else 'MISMATCH'}: "
+                  f"{rng['ranges']} ranges ({rng['reserved_pages']} pages), {ext['files']} files and "
+                  f"{ext['raw_streams']} raw streams ({ext['bytes_checked'] / (1 << 20):.1f} MiB re-hashed)",
+                  flush=True)
+            for line in rng["mismatches"] + ext["mismatches"]:
+                print(f"[{case}]   {line}", flush=True)
     if "v2_8g" in results and "v2_64g" in results:
         a, b = results["v2_8g"], results["v2_64g"]
         results["size_independence"] = {
