@@ -34,20 +34,15 @@ class RegionList:
     sizes: array = field(default_factory=lambda: array("Q"))
     list_pfns: List[int] = field(default_factory=list)
     prev_pfns: List[int] = field(default_factory=list)
-    #: every region starts above the end of the previous one, not touching it
-    #: (set by :func:`pkram_regions`; False claims nothing)
-    disjoint: bool = False
+    #: :meth:`columns` are maximal page runs: every region page aligned and
+    #: strictly above the end of the previous one (set by :func:`pkram_regions`
+    #: when every list page passed :func:`_clean_page` so; False claims nothing)
+    maximal: bool = False
 
     @property
     def regions(self) -> List[Tuple[int, int]]:
         """``(base, size)`` per region, in list order."""
         return list(zip(self.bases, self.sizes))
-
-    @property
-    def maximal(self) -> bool:
-        """True if :meth:`columns` are maximal page runs: sorted, neither
-        overlapping nor adjacent (disjoint regions of whole pages)."""
-        return self.disjoint and page_aligned(self.bases, self.sizes)
 
     def columns(self) -> Tuple[Sequence[int], Sequence[int]]:
         """Regions as page runs, rounded out to whole pages: first PFNs and page counts."""
@@ -95,7 +90,7 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
     if not plausible_count:
         diag.add("bad-nr-regions", ERROR, f"nr_regions {sb.nr_regions} is more than the image has "
                  "pages; reading until the first empty entry", sb.pfn)
-    result.disjoint = True       # until a page says otherwise
+    result.maximal = True        # until a page says otherwise
     last_end = -1
     walk = walk_chain(mem, sb.region_list_pfn, "region-list", diag, "region list")
     try:
@@ -110,12 +105,15 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
             if sys.byteorder != "little":
                 words.byteswap()
             bases, sizes = words[base_at::per_entry], words[size_at::per_entry]
-            usable = sizes.index(0) if 0 in sizes else len(sizes)
+            try:
+                usable = sizes.index(0)
+            except ValueError:
+                usable = len(sizes)
             if usable > remaining:
                 usable = remaining
             disjoint = _clean_page(bases[:usable], sizes[:usable], last_end)
             if disjoint is not None:
-                result.disjoint &= disjoint
+                result.maximal &= disjoint
                 result.bases.extend(bases[:usable])
                 result.sizes.extend(sizes[:usable])
                 remaining -= usable
@@ -126,7 +124,7 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
                 entries = 0
             else:
                 entries = len(sizes)     # one by one, naming each problem
-                result.disjoint = False  # not claimed: merge_ranges checks
+                result.maximal = False   # not claimed: merge_ranges checks
             for i in range(entries):
                 if remaining == 0:
                     done = True

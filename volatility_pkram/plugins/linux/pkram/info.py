@@ -58,7 +58,7 @@ class Info(interfaces.plugins.PluginInterface):
             regions = pk.region_list
             if regions is not None:
                 yield 0, ("format", "region list", f"0x{sb.region_list_pfn:x}",
-                          f"nr_regions={sb.nr_regions}, {len(regions.regions)} read from "
+                          f"nr_regions={sb.nr_regions}, {len(regions.bases)} read from "
                           f"{len(regions.list_pfns)} list page(s)")
             yield 0, ("format", "pagetable", "not handed over",
                       "v2/v3 keep the pagetable in the old kernel only")
