@@ -14,7 +14,6 @@ import os
 import sys
 import urllib.parse
 import urllib.request
-from itertools import repeat
 from typing import List, Optional, Tuple
 
 from volatility3.framework import automagic, exceptions, interfaces, renderers
@@ -440,20 +439,23 @@ def log_problems(pk: Pkram, already: int = 0) -> int:
     return len(items)
 
 
-class FlatNode(tuple, interfaces.renderers.TreeNode):
-    """Row ``index`` of a :class:`FlatGrid`: the pair ``(grid, index)``.
+class FlatNode(int, interfaces.renderers.TreeNode):
+    """Row ``int(node)`` of the grid ``node._grid``.
 
-    Made by tuple's C constructor (no Python frame per row, which is most
-    of a node's cost); its values are built, checked and kept on first read.
+    Each :class:`FlatGrid` has its own subclass, whose class attribute is
+    the grid, so a node is made from its row number by int's C constructor
+    (no Python frame and no tuple per row, which is most of a node's cost);
+    its values are built, checked and kept on first read.
     """
 
-    __init__ = tuple.__init__
+    __init__ = int.__init__
+    _grid: "FlatGrid"
 
     def _materialize(self):
         row = self.__dict__.get("_row")
         if row is None:
-            grid, index = self
-            values = grid.row_values(index)
+            grid = self._grid
+            values = grid.row_values(int(self))
             # volatility's own per-row type check, done where the row is made
             renderers.TreeNode._validate_values(_Checked(grid), values)
             row = self.__dict__["_row"] = grid.RowStructure(*values)
@@ -468,7 +470,7 @@ class FlatNode(tuple, interfaces.renderers.TreeNode):
 
     @property
     def path(self) -> str:
-        return str(self[1])
+        return str(int(self))
 
     @property
     def parent(self):
@@ -481,8 +483,13 @@ class FlatNode(tuple, interfaces.renderers.TreeNode):
     def path_changed(self, path: str, added: bool = False) -> None:
         raise TypeError("rows of a FlatGrid cannot be moved")
 
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and int.__eq__(self, other)
+
+    __hash__ = int.__hash__
+
     def __repr__(self) -> str:
-        return f"<FlatNode [{self[1]}]>"
+        return f"<FlatNode [{int(self)}]>"
 
 
 class _Checked:
@@ -512,6 +519,7 @@ class FlatGrid(renderers.TreeGrid):
         super().__init__(columns, None)
         self._make_rows = make_rows
         self.row_values = row_values
+        self._node = type("FlatNode", (FlatNode,), {"_grid": self, "__slots__": ()})
 
     def populate(self, function=None, initial_accumulator=None, fail_on_errors: bool = True):
         if self._populated:
@@ -527,7 +535,7 @@ class FlatGrid(renderers.TreeGrid):
         self._populated = True
         if function is not None:
             accumulator = initial_accumulator
-            for node in map(FlatNode, zip(repeat(self), range(self._row_count))):
+            for node in map(self._node, range(self._row_count)):
                 accumulator = function(node, accumulator)
         return None
 
@@ -536,7 +544,7 @@ class FlatGrid(renderers.TreeGrid):
             return []
         if not self._populated:
             self.populate()
-        return list(map(FlatNode, zip(repeat(self), range(self._row_count))))
+        return list(map(self._node, range(self._row_count)))
 
     def _find_children(self, node):
         return [(child, []) for child in self.children(node)]
