@@ -4,8 +4,10 @@
   bit-by-bit scan;
 * ``merge_ranges`` (labelled runs -> maximal runs with sources) against a
   page set;
-* the identity-map walk's bulk PMD-table path against its entry-by-entry
-  path, on random tables with flags, duplicates, holes and empty bitmaps;
+* the identity-map walk's bulk paths (a whole sound table at once, split
+  over two processes or not; a PMD table at a time) against its
+  entry-by-entry path, on random tables with flags, duplicates, holes and
+  empty bitmaps, and on random sound tables against the pages they mark;
 * ``FlatGrid`` against volatility's own ``TreeGrid``: every CLI renderer
   prints the same bytes for the same rows;
 * ``page_numbers``/``page_aligned`` (all words of an array shifted as one
@@ -24,7 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram.pagetable import bitmap_runs, identity_map_walk
+from volatility_pkram.pagetable import _clean_v1_walk, bitmap_runs, identity_map_walk
 from volatility_pkram import format as fmt
 from volatility_pkram import isf
 from volatility_pkram.physmem import BytesMemory, page_aligned, page_numbers
@@ -121,6 +123,97 @@ def test_bulk_pmd_path_equals_entry_by_entry_walk(entries, second_table):
     assert (bulk.bitmaps, bulk.full_pse, bulk.bare_pse, bulk.inconsistencies) == \
         (one_by_one.bitmaps, one_by_one.full_pse, one_by_one.bare_pse, one_by_one.inconsistencies)
     assert sorted((p.kind, p.pfn) for p in bulk.diag) == sorted((p.kind, p.pfn) for p in one_by_one.diag)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 511), pmd_kinds, st.integers(0x20, NPAGES - 1), bitmap_values
+                          | st.just(0)), min_size=1, max_size=40))
+def test_split_walk_equals_entry_by_entry_walk_on_any_table(entries):
+    # the same random (mostly unsound) two-table images, with the bulk reading forced
+    # into two processes: a sound table is split, an unsound one falls back
+    buf = bytearray(NPAGES * PAGE)
+    struct.pack_into("<Q", buf, ROOT * PAGE, PUD << 12)
+    struct.pack_into("<QQ", buf, PUD * PAGE, PMD0 << 12, (PMD0 + 1) << 12)
+    for n, (index, kind, bitmap_pfn, bits) in enumerate(entries):
+        struct.pack_into("<Q", buf, (PMD0 + n % 2) * PAGE + index * 8, _pmd_entry(kind, bitmap_pfn))
+        buf[bitmap_pfn * PAGE:bitmap_pfn * PAGE + 64] = bits.to_bytes(64, "little")
+    mem = BytesMemory(bytes(buf))
+    _assert_same_walk(identity_map_walk(mem, ROOT, 4, parallel=True),
+                      identity_map_walk(mem, ROOT, 4, give_up_after=10 ** 9))
+
+
+def _assert_same_walk(fast, one_by_one):
+    assert fast.runs == one_by_one.runs
+    assert sorted(fast.table_pfns) == sorted(one_by_one.table_pfns)
+    assert (fast.bitmaps, fast.full_pse, fast.bare_pse, fast.inconsistencies) == \
+        (one_by_one.bitmaps, one_by_one.full_pse, one_by_one.bare_pse, one_by_one.inconsistencies)
+    assert sorted((p.kind, p.pfn) for p in fast.diag) == sorted((p.kind, p.pfn) for p in one_by_one.diag)
+
+
+# a sound v1 table: table pages are taken from this pool, which PMD entry 0 of GiB 0
+# covers, so that bitmap can mark them all
+TABLE_POOL = range(0x20, 0x200)
+SOUND_PAGES = 0x200
+
+
+@st.composite
+def sound_tables(draw):
+    """A v1 identity map as the kernel leaves it, and the pages it marks (the model)."""
+    levels = draw(st.sampled_from([4, 5]))
+    gibs = sorted({0} | set(draw(st.lists(st.integers(1, 3 * 512), max_size=6))))
+    pool = iter(draw(st.permutations(list(TABLE_POOL))))
+    buf = bytearray(SOUND_PAGES * PAGE)
+    root = next(pool)
+    shifts = (39, 30) if levels == 4 else (48, 39, 30)
+    tables = {}                         # (depth, index prefix) -> table page
+    table_pages = []
+    marked = set()
+    pmds = {}
+    for gib in gibs:
+        parent = root
+        for depth, shift in enumerate(shifts):
+            key = (depth, (gib << 30) >> shift)
+            if key not in tables:
+                tables[key] = next(pool)
+                table_pages.append(tables[key])
+                struct.pack_into("<Q", buf, parent * PAGE + (((gib << 30) >> shift) & 511) * 8, tables[key] << 12)
+            parent = tables[key]
+        pmds[gib] = parent
+    bitmaps = {}                        # (gib, index) -> (entry flags, bits)
+    for gib in gibs:
+        for index in draw(st.lists(st.integers(0, 511), max_size=24, unique=True)):
+            kind = draw(st.sampled_from(["plain", "plain", "plain", "pse_bitmap", "bare_pse"]))
+            bits = ALL if kind != "plain" else draw(bitmap_values)
+            bitmaps[(gib, index)] = (kind, bits)
+    # GiB 0, entry 0 also marks every table page (its own bitmap page among them)
+    bitmaps.setdefault((0, 0), ("plain", 0))
+    bitmap_pages = {key: next(pool) for key, (kind, _) in bitmaps.items() if kind != "bare_pse"}
+    table_pages += bitmap_pages.values()
+    for pfn in table_pages:
+        kind, bits = bitmaps[(0, pfn >> 9)]
+        if kind == "plain":
+            bitmaps[(0, pfn >> 9)] = (kind, bits | 1 << (pfn & 511))
+    for (gib, index), (kind, bits) in bitmaps.items():
+        entry = {"plain": 0, "pse_bitmap": 0x80, "bare_pse": 0x80}[kind]
+        if kind != "bare_pse":
+            page = bitmap_pages[(gib, index)]
+            entry |= page << 12
+            buf[page * PAGE:page * PAGE + 64] = bits.to_bytes(64, "little")
+        struct.pack_into("<Q", buf, pmds[gib] * PAGE + index * 8, entry)
+        first = (gib << 18) + index * 512
+        marked.update(first + b for b in range(512) if bits >> b & 1)
+    return BytesMemory(bytes(buf)), root, levels, marked
+
+
+@settings(max_examples=60, deadline=None)
+@given(sound_tables(), st.booleans())
+def test_sound_table_is_read_in_bulk_like_entry_by_entry(table, parallel):
+    mem, root, levels, marked = table
+    assert _clean_v1_walk(mem, root, levels, parallel=parallel) is not None
+    fast = identity_map_walk(mem, root, levels, parallel=parallel)
+    assert fast.runs == runs_of_pages(marked)
+    assert fast.inconsistencies == 0 and fast.unmarked_tables() == []
+    _assert_same_walk(fast, identity_map_walk(mem, root, levels, give_up_after=10 ** 9))
 
 
 # -- FlatGrid renders exactly like a TreeGrid ------------------------------------

@@ -195,6 +195,15 @@ class PhysicalMemory:
             out.append(data if len(data) == length else None)
         return out
 
+    @property
+    def reads_with_pread(self) -> bool:
+        """True when every read is an ``os.pread`` of one file at its own offsets.
+
+        Such reads share no file position, so a forked process may read
+        alongside this one (:mod:`~volatility_pkram.forkjoin`).
+        """
+        return self._direct_fd() is not None
+
     def read_page(self, pfn: int) -> bytes:
         """Read the 4 KiB page ``pfn``."""
         return self.read(pfn << PAGE_SHIFT, PAGE_SIZE)
