@@ -22,7 +22,7 @@ from itertools import accumulate, chain, compress, repeat
 from operator import add, and_, not_, rshift
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .forkjoin import call_split
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_aligned
@@ -152,6 +152,15 @@ def bitmap_runs(bitmap: bytes, base_pfn: int) -> Tuple[array, array]:
     counts = array("Q", map(add, map(len, gaps[1::2]), repeat(1)))
     steps = map(add, map(len, gaps[0::2]), chain((base_pfn,), map(add, counts, repeat(1))))
     return array("Q", accumulate(steps)), counts
+
+
+def _side_by_side(index: Sequence[int], bitmaps: Sequence[bytes]) -> bytes:
+    """A PMD table's 512 bitmaps side by side: ``bitmaps[k]`` at slot ``index[k]``, the rest empty."""
+    if len(bitmaps) == PTRS_PER_TABLE:
+        return b"".join(bitmaps)             # every slot used, in index order
+    pieces = [_EMPTY_BITMAP] * PTRS_PER_TABLE
+    deque(map(pieces.__setitem__, index, bitmaps), 0)
+    return b"".join(pieces)
 
 
 def _append_runs(starts: array, counts: array, new_starts: array, new_counts: array) -> None:
@@ -330,12 +339,7 @@ def _pmd_tables_runs(job: Tuple[PhysicalMemory, List[Tuple[int, array]], List[in
             if (_EMPTY_BITMAP in compress(bitmaps, map(not_, pse))
                     or not set(compress(bitmaps, pse)) <= {_FULL_BITMAP}):
                 return None
-        if len(values) == PTRS_PER_TABLE:
-            bitmap = b"".join(bitmaps)
-        else:
-            pieces = [_EMPTY_BITMAP] * PTRS_PER_TABLE
-            deque(map(pieces.__setitem__, compress(range(PTRS_PER_TABLE), entries), bitmaps), 0)
-            bitmap = b"".join(pieces)
+        bitmap = _side_by_side(list(compress(range(PTRS_PER_TABLE), entries)), bitmaps)
         lo, hi = bisect.bisect_left(check, base_pfn), bisect.bisect_left(check, base_pfn + gib_pages)
         if lo < hi:
             unmarked += _unmarked(check[lo:hi], {base_pfn >> (PUD_SHIFT - PAGE_SHIFT): bitmap})
@@ -449,8 +453,8 @@ def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             bulk = None if raws is None else (plain_index, raws)
         if bulk is None:
             flagged = index
-        if bulk is not None and len(bulk[0]) == PTRS_PER_TABLE:
-            bitmap = b"".join(bulk[1])          # a full table of plain bitmaps, in index order
+        if bulk is not None and not flagged:
+            bitmap = _side_by_side(*bulk)
         else:
             pieces = [_EMPTY_BITMAP] * PTRS_PER_TABLE
             if bulk is not None:
