@@ -14,7 +14,7 @@ import pytest
 
 from volatility_pkram import forkjoin
 
-needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not sys.platform.startswith("linux"),
+needs_two_cpus = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                                     reason="forkjoin forks only on Linux with a second CPU")
 
 PRELUDE = '''
