@@ -217,7 +217,7 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     visited = {pgd_pfn}
     table_pfns: List[int] = []
     bitmap_pfns: List[int] = []
-    tables: List[Tuple[int, array]] = []      # PMD tables: (first PFN of their GiB, entries)
+    tables: List[Tuple[int, array, List[int]]] = []    # PMD tables: (first PFN of their GiB, entries, used ones)
     counted = [0, 0]                           # PSE entries with a bitmap page, without one
 
     def read_table(pfn: int) -> Optional[array]:
@@ -268,7 +268,7 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         pfns = list(map(rshift, filter(None, addrs), repeat(PAGE_SHIFT)))
         table_pfns.extend(pfns)
         bitmap_pfns.extend(pfns)
-        tables.append((base >> PAGE_SHIFT, entries))
+        tables.append((base >> PAGE_SHIFT, entries, values))
         return True
 
     if not descend(pgd_pfn, 0, 0):
@@ -282,7 +282,7 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
         parallel = len(bitmap_pfns) >= PARALLEL_MIN_BITMAPS and mem.reads_with_pread
     if parallel and len(tables) >= 2:
         # halves of about the same number of bitmaps to read and cut
-        weights = list(accumulate(PTRS_PER_TABLE - entries.count(0) for _, entries in tables))
+        weights = list(accumulate(len(values) for _, _, values in tables))
         half = max(1, min(len(tables) - 1, bisect.bisect_left(weights, weights[-1] // 2) + 1))
         first, second = call_split(_pmd_tables_runs, (mem, tables[:half], check),
                                    (mem, tables[half:], check))
@@ -297,14 +297,14 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             return None
         starts, counts, unmarked = done
     # pages in a GiB without a PMD table are marked by nothing
-    covered = {base_pfn >> (PUD_SHIFT - PAGE_SHIFT) for base_pfn, _ in tables}
+    covered = {base_pfn >> (PUD_SHIFT - PAGE_SHIFT) for base_pfn, _, _ in tables}
     if not covered.issuperset(map(rshift, check, repeat(PUD_SHIFT - PAGE_SHIFT))):
         unmarked += [pfn for pfn in check if pfn >> (PUD_SHIFT - PAGE_SHIFT) not in covered]
         unmarked.sort()
     return _CleanWalk(table_pfns, starts, counts, len(bitmap_pfns), counted[0], counted[1], unmarked)
 
 
-def _pmd_tables_runs(job: Tuple[PhysicalMemory, List[Tuple[int, array]], List[int]]
+def _pmd_tables_runs(job: Tuple[PhysicalMemory, List[Tuple[int, array, List[int]]], List[int]]
                      ) -> Optional[Tuple[array, array, List[int]]]:
     """Runs of the bitmaps of PMD tables that passed :func:`_clean_v1_walk`'s checks, in order.
 
@@ -316,8 +316,7 @@ def _pmd_tables_runs(job: Tuple[PhysicalMemory, List[Tuple[int, array]], List[in
     starts, counts = array("Q"), array("Q")
     unmarked: List[int] = []
     gib_pages = 1 << (PUD_SHIFT - PAGE_SHIFT)
-    for base_pfn, entries in tables:
-        values = list(filter(None, entries))
+    for base_pfn, entries, values in tables:
         if page_aligned(entries):
             raws = mem.read_many(values, BITMAP_BYTES)
             if None in raws or _EMPTY_BITMAP in raws:

@@ -486,6 +486,9 @@ class FlatNode(int, interfaces.renderers.TreeNode):
     def __eq__(self, other) -> bool:
         return type(other) is type(self) and int.__eq__(self, other)
 
+    def __ne__(self, other) -> bool:
+        return not self.__eq__(other)
+
     __hash__ = int.__hash__
 
     def __repr__(self) -> str:
