@@ -1,4 +1,4 @@
-"""forkjoin.call_split: the same answer with or without a second process, and no process left behind.
+"""forkjoin.share_out: every item drawn once, by one process or the other; no process left behind.
 
 The forking cases run in a fresh interpreter: this test process may hold
 threads from earlier tests (extraction's writer), and forkjoin rightly
@@ -21,8 +21,29 @@ PRELUDE = '''
 import os
 from volatility_pkram import forkjoin
 
+import pickle
+import time
+from array import array
+
 assert forkjoin.fork_usable()
 parent = os.getpid()
+
+
+def drawn(items, pause=0.0):
+    """The work: which process drew which items."""
+    got = []
+    for i in items:
+        got.append(i)
+        time.sleep(pause)
+    return os.getpid(), got
+
+
+def dump(result, out):
+    pickle.dump(result, out)
+
+
+def load(view):
+    return pickle.loads(view)
 
 
 def children():
@@ -48,22 +69,33 @@ def _run_fresh(body: str) -> None:
 
 
 @needs_two_cpus
-def test_first_half_runs_in_a_child_and_both_results_come_back_in_order():
+def test_items_are_shared_between_this_process_and_a_child():
     _run_fresh('''
-        def pid_and_square(x):
-            return os.getpid(), x * x
-
-        (pid1, a), (pid2, b) = forkjoin.call_split(pid_and_square, 7, 9)
-        assert (a, b) == (49, 81)
-        assert pid2 == parent and pid1 != parent, (pid1, pid2)
+        (pid1, mine), (pid2, theirs) = forkjoin.share_out(lambda items: drawn(items, 0.005), 60, dump, load)
+        assert pid1 == parent and pid2 != parent, (pid1, pid2)
+        assert mine and theirs, (mine, theirs)
+        assert mine == sorted(mine) and theirs == sorted(theirs)
+        assert sorted(mine + theirs) == list(range(60))
+        forkjoin.reap()
         assert children() == []
     ''')
 
 
-def test_without_fork_both_halves_run_here(monkeypatch):
+@needs_two_cpus
+def test_more_items_than_tickets_are_drawn_in_groups():
+    _run_fresh('''
+        count = forkjoin.MAX_TICKETS * 4 + 3
+        (_, mine), (_, theirs) = forkjoin.share_out(drawn, count, dump, load)
+        assert sorted(mine + theirs) == list(range(count))
+        forkjoin.reap()
+    ''')
+
+
+def test_without_fork_every_item_is_drawn_here(monkeypatch):
     monkeypatch.setattr(forkjoin, "ENABLED", False)
     assert not forkjoin.fork_usable()
-    assert forkjoin.call_split(lambda x: (os.getpid(), x * x), 3, 4) == ((os.getpid(), 9), (os.getpid(), 16))
+    mine, theirs = forkjoin.share_out(lambda items: (os.getpid(), list(items)), 5, None, None)
+    assert mine == (os.getpid(), [0, 1, 2, 3, 4]) and theirs is None
 
 
 def test_no_fork_while_other_threads_run():
@@ -79,58 +111,83 @@ def test_no_fork_while_other_threads_run():
 
 
 @needs_two_cpus
-def test_a_failing_child_is_replaced_by_computing_here():
+def test_a_failing_child_gives_no_result_and_the_items_it_drew_are_missing():
     _run_fresh('''
-        def fails_in_child(x):
+        def fails_in_child(items):
+            got = drawn(items, 0.005)
             if os.getpid() != parent:
                 raise RuntimeError("only in the child")
-            return x + 1
+            return got
 
-        assert forkjoin.call_split(fails_in_child, 1, 2) == (2, 3)
+        (pid, mine), theirs = forkjoin.share_out(fails_in_child, 40, dump, load)
+        assert theirs is None and pid == parent
+        assert len(mine) < 40 and set(mine) <= set(range(40))
+        forkjoin.reap()
         assert children() == []
     ''')
 
 
 @needs_two_cpus
-def test_a_child_that_dies_is_replaced_by_computing_here():
+def test_a_child_that_dies_gives_no_result():
     _run_fresh('''
-        def dies_in_child(x):
+        def dies_in_child(items):
             if os.getpid() != parent:
+                next(items)
                 os._exit(3)
-            return -x
+            return drawn(items, 0.005)
 
-        assert forkjoin.call_split(dies_in_child, 5, 6) == (-5, -6)
+        (_, mine), theirs = forkjoin.share_out(dies_in_child, 40, dump, load)
+        assert theirs is None and len(mine) < 40
+        forkjoin.reap()
         assert children() == []
     ''')
 
 
 @needs_two_cpus
-def test_an_exception_here_propagates_and_the_child_is_reaped():
+def test_a_result_load_rejects_counts_as_none():
     _run_fresh('''
-        def fails_here(x):
-            if os.getpid() == parent and x == "second":
-                raise ValueError("second half")
-            return x
+        def bad_load(view):
+            raise ValueError("garbled")
 
+        (_, mine), theirs = forkjoin.share_out(lambda items: drawn(items, 0.005), 40, dump, bad_load)
+        assert theirs is None and len(mine) < 40
+        forkjoin.reap()
+        assert children() == []
+    ''')
+
+
+@needs_two_cpus
+def test_an_exception_here_propagates_and_the_child_is_stopped():
+    _run_fresh('''
+        def fails_here(items):
+            if os.getpid() == parent:
+                raise ValueError("here")
+            time.sleep(30)
+
+        started = time.monotonic()
         try:
-            forkjoin.call_split(fails_here, "first", "second")
+            forkjoin.share_out(fails_here, 4, dump, load)
         except ValueError as exc:
-            assert str(exc) == "second half"
+            assert str(exc) == "here"
         else:
-            raise AssertionError("the second half's exception was lost")
+            raise AssertionError("the exception was lost")
+        assert time.monotonic() - started < 20, "the child was waited for, not stopped"
         assert children() == []
     ''')
 
 
 @needs_two_cpus
-def test_large_results_pass_through_the_pipe():
+def test_large_results_come_back_as_views_of_what_the_child_wrote():
     _run_fresh('''
-        from array import array
+        def column(items):
+            got = list(items)
+            return array("Q", range(400_000)) if os.getpid() != parent else got
 
-        def column(n):
-            return os.getpid(), array("Q", range(n))
+        def raw(result, out):
+            out.write(memoryview(result).cast("B"))
 
-        (pid1, a), (_, b) = forkjoin.call_split(column, 400_000, 3)
-        assert pid1 != parent
-        assert a == array("Q", range(400_000)) and b == array("Q", range(3))
+        mine, theirs = forkjoin.share_out(column, 2, raw, lambda view: view.cast("Q"))
+        assert theirs is not None and len(theirs) == 400_000
+        assert theirs[0] == 0 and theirs[-1] == 399_999 and sum(theirs) == 399_999 * 400_000 // 2
+        forkjoin.reap()
     ''')

@@ -17,8 +17,11 @@
 """
 
 import io
+import os
 import random
 import struct
+import subprocess
+import sys
 from array import array
 from contextlib import redirect_stdout
 
@@ -26,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram.pagetable import _clean_v1_walk, bitmap_runs, identity_map_walk
+from volatility_pkram.pagetable import RUNS_CHUNK, _clean_v1_walk, bitmap_runs, identity_map_walk
 from volatility_pkram import format as fmt
 from volatility_pkram import isf
 from volatility_pkram.physmem import BytesMemory, page_aligned, page_numbers
@@ -51,6 +54,23 @@ def test_bitmap_runs_equal_a_bit_by_bit_scan(by_index, base):
     pages = {base + i * 512 + b for i, bits in by_index.items() for b in range(512) if bits >> b & 1}
     starts, counts = bitmap_runs(bitmap, base)
     assert list(zip(starts, counts)) == runs_of_pages(pages)
+
+
+CHUNK_BITS = RUNS_CHUNK * 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(1, 3)), st.lists(st.tuples(st.integers(0, 3 * CHUNK_BITS + 40), st.integers(1, 700)),
+                                            max_size=20),
+       st.integers(0, 1 << 30), st.integers(0, 6))
+def test_bitmap_runs_of_several_chunks_join_runs_across_chunk_borders(crossing, runs, base, tail):
+    """Bitmaps longer than RUNS_CHUNK are cut a chunk at a time: no run may break at a chunk's end."""
+    nbits = (3 * RUNS_CHUNK + tail + 6) * 8
+    pages = {p for k in crossing for p in range(k * CHUNK_BITS - 5, k * CHUNK_BITS + 3)}
+    pages |= {p for first, n in runs for p in range(first, min(first + n, nbits))}
+    value = sum(1 << p for p in pages)
+    starts, counts = bitmap_runs(value.to_bytes(nbits // 8, "little"), base)
+    assert list(zip(starts, counts)) == runs_of_pages({base + p for p in pages})
 
 
 label_runs = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20)), max_size=25)
@@ -140,6 +160,25 @@ def test_split_walk_equals_entry_by_entry_walk_on_any_table(entries):
     mem = BytesMemory(bytes(buf))
     _assert_same_walk(identity_map_walk(mem, ROOT, 4, parallel=True),
                       identity_map_walk(mem, ROOT, 4, give_up_after=10 ** 9))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_table_pages_in_a_gib_without_a_pmd_table_are_unmarked(parallel):
+    # the PMD tables describe GiBs 1 and 2 only; every table page lies in GiB 0,
+    # which no bitmap covers: each one is an unmarked table page
+    buf = bytearray(NPAGES * PAGE)
+    struct.pack_into("<Q", buf, ROOT * PAGE, PUD << 12)
+    struct.pack_into("<QQQ", buf, PUD * PAGE, 0, PMD0 << 12, (PMD0 + 1) << 12)
+    for n, bitmap_pfn in enumerate(range(0x40, 0x48)):
+        struct.pack_into("<Q", buf, (PMD0 + n % 2) * PAGE + n * 8, bitmap_pfn << 12)
+        buf[bitmap_pfn * PAGE:bitmap_pfn * PAGE + 64] = (0xF0F0 << n).to_bytes(64, "little")
+    mem = BytesMemory(bytes(buf))
+    assert _clean_v1_walk(mem, ROOT, 4, parallel=parallel) is not None
+    fast = identity_map_walk(mem, ROOT, 4, parallel=parallel)
+    assert sorted(fast.table_pfns) == sorted([PUD, PMD0, PMD0 + 1, *range(0x40, 0x48)])
+    assert fast.inconsistencies == 11
+    assert sorted(p.kind for p in fast.diag) == ["beyond-image", "unmarked-table-page"]
+    _assert_same_walk(fast, identity_map_walk(mem, ROOT, 4, give_up_after=10 ** 9))
 
 
 def _assert_same_walk(fast, one_by_one):
@@ -401,3 +440,87 @@ def test_region_list_read_in_bulk_equals_entry_by_entry(seed, damage, last_count
     clean = not kinds or kinds == ["region-count-mismatch"]
     if clean and all(b > a + s for (a, s), (b, _) in zip(regions, regions[1:])):
         assert got.maximal
+
+
+# -- the sound-table walk shared with a forked process ---------------------------
+
+SPLIT_SCRIPT = r'''
+import os, random, struct, sys
+from volatility_pkram import forkjoin, pagetable
+from volatility_pkram.physmem import BytesMemory
+
+assert forkjoin.fork_usable()
+parent = os.getpid()
+mode = sys.argv[1]
+rng = random.Random(7)
+PAGE = 4096
+buf = bytearray(0x200 * PAGE)
+pool = iter(rng.sample(range(0x20, 0x200), 0x1e0))
+root, pud = next(pool), next(pool)
+struct.pack_into("<Q", buf, root * PAGE, pud << 12)
+table_pages = [pud]
+marks = {0: 0}                       # GiB 0, entry 0: marks the table pages (pfns < 512)
+entries = []
+for gib in range(40):
+    pmd = next(pool)
+    table_pages.append(pmd)
+    struct.pack_into("<Q", buf, pud * PAGE + gib * 8, pmd << 12)
+    for index in rng.sample(range(1, 512), 8) + ([0] if gib == 0 else []):
+        page = next(pool)
+        table_pages.append(page)
+        bits = rng.getrandbits(512) | 1
+        entries.append((gib, index, page, bits))
+        struct.pack_into("<Q", buf, pmd * PAGE + index * 8, page << 12)
+for gib, index, page, bits in entries:
+    if (gib, index) == (0, 0):
+        bits = sum(1 << p for p in table_pages)
+    buf[page * PAGE:page * PAGE + 64] = bits.to_bytes(64, "little")
+mem = BytesMemory(bytes(buf))
+
+helped = []
+load = pagetable._load_tables_read
+def counting_load(view):
+    part = load(view)
+    helped.append(len(part.tables))
+    return part
+pagetable._load_tables_read = counting_load
+if mode == "helps":
+    # this process reads slowly, so the helper surely draws tables too
+    import time
+    read_one = pagetable._read_pmd_table
+    def slow_here(*args):
+        if os.getpid() == parent:
+            time.sleep(0.003)
+        return read_one(*args)
+    pagetable._read_pmd_table = slow_here
+if mode == "dies":
+    read = pagetable._read_pmd_tables
+    def dying(mem, tables, upper, items):
+        if os.getpid() != parent:
+            next(items)
+            os._exit(3)
+        return read(mem, tables, upper, items)
+    pagetable._read_pmd_tables = dying
+
+fast = pagetable.identity_map_walk(mem, root, 4, parallel=True)
+forkjoin.reap()
+slow = pagetable.identity_map_walk(mem, root, 4, give_up_after=10 ** 9)
+assert fast.runs == slow.runs and len(fast.runs) > 1000
+assert sorted(fast.table_pfns) == sorted(slow.table_pfns)
+assert (fast.bitmaps, fast.inconsistencies) == (slow.bitmaps, slow.inconsistencies) == (len(entries), 0)
+assert sorted((p.kind, p.pfn) for p in fast.diag) == sorted((p.kind, p.pfn) for p in slow.diag)
+if mode == "helps":
+    assert helped and helped[0] > 0, helped
+else:
+    assert not helped, helped
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="the walk forks only on Linux with a second CPU")
+@pytest.mark.parametrize("mode", ["helps", "dies"])
+def test_sound_table_shared_with_a_forked_process_equals_entry_by_entry(mode):
+    # a fresh interpreter: this test process may hold threads, and then nothing forks
+    proc = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT, mode], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -17,14 +17,15 @@ under which the table describes itself consistently.
 from __future__ import annotations
 
 import bisect
+import pickle
 from collections import deque
 from itertools import accumulate, chain, compress, repeat
 from operator import add, and_, not_, rshift
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .forkjoin import call_split
+from .forkjoin import share_out
 from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_aligned
 from .problems import ERROR, WARNING, Diagnostics
 
@@ -55,7 +56,8 @@ class IdentityMap:
     #: the marked pages as maximal runs, ascending, in two columns (first PFN, page count)
     starts: array = field(default_factory=lambda: array("Q"))
     counts: array = field(default_factory=lambda: array("Q"))
-    table_pfns: List[int] = field(default_factory=list)          # P4D/PUD/PMD/bitmap pages
+    #: P4D/PUD/PMD/bitmap pages (slab pages for the v2/v3 runtime table)
+    table_pfns: array = field(default_factory=lambda: array("Q"))
     bitmaps: int = 0
     full_pse: int = 0      # PSE over a full bitmap
     bare_pse: int = 0      # PSE with no bitmap (a THP)
@@ -107,24 +109,46 @@ _FULL_BITMAP = b"\xff" * BITMAP_BYTES
 _EMPTY_BITMAP = bytes(BITMAP_BYTES)
 
 
-def _unmarked(pfns: List[int], table_bits: Dict[int, bytes]) -> List[int]:
-    """The ``pfns`` whose bit is clear in ``table_bits`` (the bitmaps of each GiB's PMD table).
+#: pages per GiB (one PMD table's reach), as a shift
+_GIB_SHIFT = PUD_SHIFT - PAGE_SHIFT
+_GIB_MASK = (1 << _GIB_SHIFT) - 1
 
-    The same answer as :meth:`IdentityMap.unmarked_tables`, which searches
-    the runs, at a bit test per page instead of a search of a quarter of a
-    million runs.
+
+def _test_marks(pfns: Iterable[int], table_bits: Mapping[int, Sequence[int]]) -> Tuple[List[int], List[int]]:
+    """Split ``pfns`` into those whose bit is clear and those whose GiB has no bitmaps here.
+
+    ``table_bits`` maps a GiB number to the bitmaps of its PMD table side
+    by side (bytes, or a memoryview of them). One bit test per page, where
+    :meth:`IdentityMap.unmarked_tables` searches a quarter of a million runs.
+    Returns ``(unmarked, elsewhere)``, each in the order of ``pfns``.
     """
-    out = []
+    unmarked: List[int] = []
+    elsewhere: List[int] = []
     for pfn in pfns:
-        bits = table_bits.get(pfn >> (PUD_SHIFT - PAGE_SHIFT))
-        offset = pfn & ((1 << (PUD_SHIFT - PAGE_SHIFT)) - 1)
-        if bits is None or not bits[offset >> 3] >> (offset & 7) & 1:
-            out.append(pfn)
-    return out
+        bits = table_bits.get(pfn >> _GIB_SHIFT)
+        if bits is None:
+            elsewhere.append(pfn)
+        elif not bits[(pfn & _GIB_MASK) >> 3] >> (pfn & 7) & 1:
+            unmarked.append(pfn)
+    return unmarked, elsewhere
+
+
+def _unmarked(pfns: List[int], table_bits: Mapping[int, Sequence[int]]) -> List[int]:
+    """The ``pfns`` (ascending) that no bitmap of ``table_bits`` marks, ascending."""
+    unmarked, nowhere = _test_marks(pfns, table_bits)
+    return sorted(unmarked + nowhere)
 
 
 #: each byte with its bit order reversed: bit 0 (the first page) becomes the top bit
 _REVERSED_BITS = bytes(int(f"{v:08b}"[::-1], 2) for v in range(256))
+
+
+#: bitmap bytes cut into runs at a time. A chunk's binary string (64 Ki
+#: characters) stays below glibc's initial mmap threshold (128 KiB), so its
+#: memory is reused from the heap; a whole PMD table's (256 Ki characters)
+#: would be mapped and faulted in afresh for every table, which costs more
+#: than the cutting on a VM (about 4 us per page fault here)
+RUNS_CHUNK = 8192
 
 
 def bitmap_runs(bitmap: bytes, base_pfn: int) -> Tuple[array, array]:
@@ -140,8 +164,20 @@ def bitmap_runs(bitmap: bytes, base_pfn: int) -> Tuple[array, array]:
     ``split`` is about twice as fast as ``str.split`` here), and no Python
     int outlives its run. On the 250k runs of a scattered 64 GiB image this
     takes about 0.08 s, against 0.2-0.3 s for a Python loop per run and
-    about 0.2 s for cutting the bit string with ``re.findall``.
+    about 0.2 s for cutting the bit string with ``re.findall``. Bitmaps
+    longer than :data:`RUNS_CHUNK` bytes are cut a chunk at a time.
     """
+    if len(bitmap) > RUNS_CHUNK:
+        starts, counts = array("Q"), array("Q")
+        for offset in range(0, len(bitmap), RUNS_CHUNK):
+            chunk = bitmap[offset:offset + RUNS_CHUNK]
+            _append_runs(starts, counts, *_chunk_runs(chunk, base_pfn + offset * 8))
+        return starts, counts
+    return _chunk_runs(bitmap, base_pfn)
+
+
+def _chunk_runs(bitmap: bytes, base_pfn: int) -> Tuple[array, array]:
+    """:func:`bitmap_runs` of one chunk."""
     # one zero bit past the last page, so a run ending there has its end edge
     x = int.from_bytes(bitmap.translate(_REVERSED_BITS), "big") << 1
     if not x:
@@ -163,27 +199,65 @@ def _side_by_side(index: Sequence[int], bitmaps: Sequence[bytes]) -> bytes:
     return b"".join(pieces)
 
 
-def _append_runs(starts: array, counts: array, new_starts: array, new_counts: array) -> None:
-    """Append the runs of the next stretch of address space, joining a run that crosses into it."""
-    if not new_starts:
+def _append_runs(starts: array, counts: array, new_starts: Sequence[int], new_counts: Sequence[int]) -> None:
+    """Append the runs of the next stretch of address space, joining a run that crosses into it.
+
+    The new columns are arrays or memoryviews of ``Q`` items (a helper
+    process's result); they are copied in bulk and left unchanged.
+    """
+    if not len(new_starts):
         return
+    skip = 0
     if starts and starts[-1] + counts[-1] == new_starts[0]:
         counts[-1] += new_counts[0]
-        del new_starts[0], new_counts[0]
-    starts.extend(new_starts)
-    counts.extend(new_counts)
+        skip = 1
+    starts.frombytes(memoryview(new_starts)[skip:].cast("B"))
+    counts.frombytes(memoryview(new_counts)[skip:].cast("B"))
 
 
 class _CleanWalk(NamedTuple):
     """What :func:`_clean_v1_walk` found: the serial walk's result fields, findings aside."""
 
-    table_pfns: List[int]
+    table_pfns: array
     starts: array
     counts: array
     bitmaps: int
     full_pse: int
     bare_pse: int
     unmarked: List[int]
+
+
+class _TableRuns(NamedTuple):
+    """One sound PMD table, read: its runs, its bitmap pages and its bitmaps side by side.
+
+    Columns are ``array('Q')``, or memoryviews of ``Q`` items when a
+    helper process read the table.
+    """
+
+    starts: Sequence[int]
+    counts: Sequence[int]
+    pfns: Sequence[int]
+    bits: Sequence[int]
+    full_pse: int
+    bare_pse: int
+
+
+class _TablesRead(NamedTuple):
+    """The PMD tables one process read for :func:`_clean_v1_walk`.
+
+    ``sound`` is False as soon as one of them has something to report.
+    Self-marking is tested here for the bitmap pages that lie in a GiB this
+    process read: ``unmarked`` holds those whose bit is clear, ``elsewhere``
+    the bitmap pages in other GiBs, tested after the join. ``pages`` (this
+    process only) is the set of the bitmap pages, to test the other
+    process's pages against.
+    """
+
+    tables: Dict[int, _TableRuns]
+    sound: bool
+    unmarked: List[int]
+    elsewhere: List[int]
+    pages: Optional[set] = None
 
 
 #: bitmaps worth a second process (some 20 ms of reading and cutting, against a few ms to fork)
@@ -195,48 +269,43 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     """The v1 walk of a table in which the entry-by-entry walk finds nothing wrong, or None.
 
     Most tables are sound, and a sound table can be read in bulk: the upper
-    levels down to the PMD tables first, then every check at once (raw page
-    addresses, no page used twice, bitmap pages inside the image and
-    readable, a plain bitmap not empty, a PSE bitmap full), then the bitmaps
-    of all PMD tables and their runs. Whatever would make the
+    levels down to the PMD tables first, then each PMD table with every
+    check at once (raw page addresses, no page used twice, bitmap pages
+    inside the image and readable, a plain bitmap not empty, a PSE bitmap
+    full), its bitmaps and their runs. Whatever would make the
     entry-by-entry walk report a finding (other than the self-marking and
     beyond-the-image checks, which follow either way) makes this return
     None, and the caller walks entry by entry. The result is the same either
     way (tests/test_ranges_fast.py).
 
     Reading the bitmaps and cutting them into runs is most of the cost; with
-    ``parallel`` (default: when there are at least
-    :data:`PARALLEL_MIN_BITMAPS` bitmaps and the reads are ``pread`` calls)
-    the PMD tables are split in two halves, one read in a forked process
-    (:mod:`~volatility_pkram.forkjoin`). ``parallel=True`` forces the split
-    (for memory whose reads are safe in a forked process), False prevents it.
+    ``parallel`` (default: when the PMD tables have at least
+    :data:`PARALLEL_MIN_BITMAPS` entries and the reads are ``pread`` calls)
+    the PMD tables are shared out, a few at a time, between this process
+    and a forked one (:func:`~volatility_pkram.forkjoin.share_out`).
+    ``parallel=True`` forces it (for memory whose reads are safe in a forked
+    process), False prevents it.
     """
     image_pfns = mem.max_pfn
     shifts = _SHIFTS[levels]
     last = len(shifts) - 1
     visited = {pgd_pfn}
-    table_pfns: List[int] = []
-    bitmap_pfns: List[int] = []
-    tables: List[Tuple[int, array, List[int]]] = []    # PMD tables: (first PFN of their GiB, entries, used ones)
-    counted = [0, 0]                           # PSE entries with a bitmap page, without one
+    upper_pfns: List[int] = []                 # table pages below the root, down to the PMD tables
+    tables: List[Tuple[int, array]] = []       # PMD tables in address order: (first PFN of their GiB, entries)
 
-    def read_table(pfn: int) -> Optional[array]:
+    def descend(pfn: int, depth: int, base: int) -> bool:
         if not 0 < pfn < image_pfns:
-            return None
+            return False
         try:
             page = mem.read_page(pfn)
         except UnreadableError:
-            return None
+            return False
         entries = array("Q")
         entries.frombytes(page)
-        return entries
-
-    def descend(pfn: int, depth: int, base: int) -> bool:
-        entries = read_table(pfn)
-        if entries is None:
-            return False
         if depth == last:
-            return pmd_table(entries, base)
+            if entries.count(0) != PTRS_PER_TABLE:
+                tables.append((base >> PAGE_SHIFT, entries))
+            return True
         if not page_aligned(entries) or max(entries) > _PHYS_MASK:
             return False
         for i in compress(range(PTRS_PER_TABLE), entries):
@@ -244,106 +313,158 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
             if child in visited:
                 return False
             visited.add(child)
-            table_pfns.append(child)
+            upper_pfns.append(child)
             if not descend(child, depth + 1, base + (i << shifts[depth])):
                 return False
         return True
 
-    def pmd_table(entries: array, base: int) -> bool:
-        values = list(filter(None, entries))
-        if not values:
-            return True
-        if max(values) > _PHYS_MASK:
-            return False
-        if page_aligned(entries):
-            addrs = values
-        else:
-            if not set(map(and_, values, repeat(PAGE_SIZE - 1))) <= {0, PSE}:
-                return False
-            addrs = list(map(and_, values, repeat(~(PAGE_SIZE - 1))))
-            pse = sum(map(bool, map(and_, values, repeat(PSE))))
-            bare = values.count(PSE)
-            counted[0] += pse - bare
-            counted[1] += bare
-        pfns = list(map(rshift, filter(None, addrs), repeat(PAGE_SHIFT)))
-        table_pfns.extend(pfns)
-        bitmap_pfns.extend(pfns)
-        tables.append((base >> PAGE_SHIFT, entries, values))
-        return True
-
     if not descend(pgd_pfn, 0, 0):
         return None
-    pages = set(bitmap_pfns)
-    if (len(pages) != len(bitmap_pfns) or not visited.isdisjoint(pages)
-            or (bitmap_pfns and max(bitmap_pfns) >= image_pfns)):
-        return None
-    check = sorted(table_pfns)
+
+    def work(items: Iterator[int]) -> _TablesRead:
+        return _read_pmd_tables(mem, tables, visited, items)
+
     if parallel is None:
-        parallel = len(bitmap_pfns) >= PARALLEL_MIN_BITMAPS and mem.reads_with_pread
+        used = len(tables) * PTRS_PER_TABLE - sum(entries.count(0) for _, entries in tables)
+        parallel = used >= PARALLEL_MIN_BITMAPS and mem.reads_with_pread
     if parallel and len(tables) >= 2:
-        # halves of about the same number of bitmaps to read and cut
-        weights = list(accumulate(len(values) for _, _, values in tables))
-        half = max(1, min(len(tables) - 1, bisect.bisect_left(weights, weights[-1] // 2) + 1))
-        first, second = call_split(_pmd_tables_runs, (mem, tables[:half], check),
-                                   (mem, tables[half:], check))
-        if first is None or second is None:
-            return None
-        starts, counts, unmarked = first
-        _append_runs(starts, counts, second[0], second[1])
-        unmarked += second[2]
+        mine, theirs = share_out(work, len(tables), _dump_tables_read, _load_tables_read)
     else:
-        done = _pmd_tables_runs((mem, tables, check))
-        if done is None:
+        mine, theirs = work(iter(range(len(tables)))), None
+    parts = [mine] if theirs is None else [mine, theirs]
+    if not all(part.sound for part in parts):
+        return None
+    done = {i for part in parts for i in part.tables}
+    if len(done) != len(tables):               # the helper failed: read what it drew here
+        extra = work(i for i in range(len(tables)) if i not in done)
+        if not extra.sound:
             return None
-        starts, counts, unmarked = done
-    # pages in a GiB without a PMD table are marked by nothing
-    covered = {base_pfn >> (PUD_SHIFT - PAGE_SHIFT) for base_pfn, _, _ in tables}
-    if not covered.issuperset(map(rshift, check, repeat(PUD_SHIFT - PAGE_SHIFT))):
-        unmarked += [pfn for pfn in check if pfn >> (PUD_SHIFT - PAGE_SHIFT) not in covered]
-        unmarked.sort()
-    return _CleanWalk(table_pfns, starts, counts, len(bitmap_pfns), counted[0], counted[1], unmarked)
+        parts.append(extra)
+    # a page used by two tables read in different processes
+    pages = mine.pages
+    for part in parts[1:]:
+        if not pages.isdisjoint(chain.from_iterable(t.pfns for t in part.tables.values())):
+            return None
+        if part is not parts[-1]:
+            pages = pages.union(chain.from_iterable(t.pfns for t in part.tables.values()))
+    read = {i: t for part in parts for i, t in part.tables.items()}
+    ordered = [read[i] for i in range(len(tables))]
+    # self-marking: each process tested its bitmap pages inside its own GiBs
+    table_bits = {base_pfn >> _GIB_SHIFT: t.bits for (base_pfn, _), t in zip(tables, ordered)}
+    unmarked, nowhere = _test_marks(chain(upper_pfns, *(part.elsewhere for part in parts)), table_bits)
+    unmarked += nowhere                        # pages in a GiB without a PMD table
+    for part in parts:
+        unmarked += part.unmarked
+    unmarked.sort()
+    starts, counts, table_pfns = array("Q"), array("Q"), array("Q", upper_pfns)
+    for t in ordered:
+        _append_runs(starts, counts, t.starts, t.counts)
+        table_pfns.frombytes(memoryview(t.pfns).cast("B"))
+    return _CleanWalk(table_pfns, starts, counts, len(table_pfns) - len(upper_pfns),
+                      sum(t.full_pse for t in ordered), sum(t.bare_pse for t in ordered), unmarked)
 
 
-def _pmd_tables_runs(job: Tuple[PhysicalMemory, List[Tuple[int, array, List[int]]], List[int]]
-                     ) -> Optional[Tuple[array, array, List[int]]]:
-    """Runs of the bitmaps of PMD tables that passed :func:`_clean_v1_walk`'s checks, in order.
+def _read_pmd_tables(mem: PhysicalMemory, tables: List[Tuple[int, array]], upper: set,
+                     items: Iterator[int]) -> _TablesRead:
+    """Read the PMD tables numbered ``items``: see :class:`_TablesRead`.
 
-    Also the pages of the sorted ``check`` list, within these tables'
-    GiBs, whose bit is clear. None if a bitmap is unreadable, a plain one
-    empty or a PSE one not full (the entry-by-entry walk reports those).
+    ``upper`` holds the root and the table pages above the PMD tables'
+    entries, which no bitmap page may be.
     """
-    mem, tables, check = job
-    starts, counts = array("Q"), array("Q")
-    unmarked: List[int] = []
-    gib_pages = 1 << (PUD_SHIFT - PAGE_SHIFT)
-    for base_pfn, entries, values in tables:
-        if page_aligned(entries):
-            raws = mem.read_many(values, BITMAP_BYTES)
-            if None in raws or _EMPTY_BITMAP in raws:
-                return None
+    read: Dict[int, _TableRuns] = {}
+    pages: set = set()
+    for i in items:
+        base_pfn, entries = tables[i]
+        table = _read_pmd_table(mem, base_pfn, entries)
+        if table is None:
+            return _TablesRead(read, False, [], [])
+        before = len(pages)
+        pages.update(table.pfns)
+        if len(pages) != before + len(table.pfns):
+            return _TablesRead(read, False, [], [])
+        read[i] = table
+    if not pages.isdisjoint(upper):
+        return _TablesRead(read, False, [], [])
+    own = {tables[i][0] >> _GIB_SHIFT: t.bits for i, t in read.items()}
+    unmarked, elsewhere = _test_marks(chain.from_iterable(t.pfns for t in read.values()), own)
+    return _TablesRead(read, True, unmarked, elsewhere, pages)
+
+
+def _read_pmd_table(mem: PhysicalMemory, base_pfn: int, entries: array) -> Optional[_TableRuns]:
+    """One PMD table with at least one entry, read in bulk; None if an entry needs a finding.
+
+    Checks the entries (raw addresses, PSE the only flag, bitmap pages
+    inside the image and distinct), reads the bitmaps (all readable, a plain
+    one not empty, a PSE one full, a bare PSE counting as full), lays them
+    side by side and cuts them into runs.
+    """
+    values = list(filter(None, entries))
+    if max(values) > _PHYS_MASK:
+        return None
+    pse = bare = 0
+    if page_aligned(entries):
+        addrs = with_page = values
+    else:
+        if not set(map(and_, values, repeat(PAGE_SIZE - 1))) <= {0, PSE}:
+            return None
+        addrs = list(map(and_, values, repeat(~(PAGE_SIZE - 1))))
+        with_page = list(filter(None, addrs))
+        bare = len(addrs) - len(with_page)
+        pse = sum(map(bool, map(and_, values, repeat(PSE)))) - bare
+    pfns = array("Q", map(rshift, with_page, repeat(PAGE_SHIFT)))
+    if pfns and (max(pfns) >= mem.max_pfn or len(set(pfns)) != len(pfns)):
+        return None
+    raws = mem.read_many(with_page, BITMAP_BYTES)
+    if None in raws:
+        return None
+    if addrs is values:
+        if _EMPTY_BITMAP in raws:
+            return None
+        bitmaps = raws
+    else:
+        if len(with_page) == len(addrs):
             bitmaps = raws
         else:
-            # plain and PSE entries (flags checked): a PSE bitmap must be full, a bare PSE is
-            addrs = list(map(and_, values, repeat(~(PAGE_SIZE - 1))))
-            with_page = list(filter(None, addrs))
-            raws = mem.read_many(with_page, BITMAP_BYTES)
-            if None in raws:
-                return None
-            if len(with_page) == len(addrs):
-                bitmaps = raws
-            else:
-                found = iter(raws)
-                bitmaps = [next(found) if addr else _FULL_BITMAP for addr in addrs]
-            pse = list(map(and_, values, repeat(PSE)))
-            if (_EMPTY_BITMAP in compress(bitmaps, map(not_, pse))
-                    or not set(compress(bitmaps, pse)) <= {_FULL_BITMAP}):
-                return None
-        bitmap = _side_by_side(list(compress(range(PTRS_PER_TABLE), entries)), bitmaps)
-        lo, hi = bisect.bisect_left(check, base_pfn), bisect.bisect_left(check, base_pfn + gib_pages)
-        if lo < hi:
-            unmarked += _unmarked(check[lo:hi], {base_pfn >> (PUD_SHIFT - PAGE_SHIFT): bitmap})
-        _append_runs(starts, counts, *bitmap_runs(bitmap, base_pfn))
-    return starts, counts, unmarked
+            found = iter(raws)
+            bitmaps = [next(found) if addr else _FULL_BITMAP for addr in addrs]
+        flags = list(map(and_, values, repeat(PSE)))
+        if (_EMPTY_BITMAP in compress(bitmaps, map(not_, flags))
+                or not set(compress(bitmaps, flags)) <= {_FULL_BITMAP}):
+            return None
+    bits = _side_by_side(list(compress(range(PTRS_PER_TABLE), entries)), bitmaps)
+    starts, counts = bitmap_runs(bits, base_pfn)
+    return _TableRuns(starts, counts, pfns, bits, pse, bare)
+
+
+def _dump_tables_read(part: _TablesRead, out: BinaryIO) -> None:
+    """Write a helper process's :class:`_TablesRead`: raw columns, then a small pickled index."""
+    offset = 0
+
+    def put(column) -> Tuple[int, int]:
+        nonlocal offset
+        raw = memoryview(column).cast("B")
+        out.write(raw)
+        offset += len(raw)
+        return offset - len(raw), len(raw)
+
+    index = [(i, put(t.starts), put(t.counts), put(t.pfns), put(t.bits), t.full_pse, t.bare_pse)
+             for i, t in part.tables.items()]
+    tail = pickle.dumps((part.sound, index, part.unmarked, part.elsewhere), pickle.HIGHEST_PROTOCOL)
+    out.write(tail)
+    out.write(len(tail).to_bytes(8, "little"))
+
+
+def _load_tables_read(view: memoryview) -> _TablesRead:
+    """Read back :func:`_dump_tables_read`; the columns stay views of ``view``."""
+    size = int.from_bytes(view[-8:], "little")
+    sound, index, unmarked, elsewhere = pickle.loads(view[-8 - size:-8])
+
+    def get(span: Tuple[int, int], fmt: str):
+        return view[span[0]:span[0] + span[1]].cast(fmt)
+
+    tables = {i: _TableRuns(get(s, "Q"), get(c, "Q"), get(p, "Q"), get(b, "B"), full, bare)
+              for i, s, c, p, b, full, bare in index}
+    return _TablesRead(tables, sound, unmarked, elsewhere)
 
 
 def identity_map_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,

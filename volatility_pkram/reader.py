@@ -90,8 +90,8 @@ class RangeTable(Sequence[Range]):
     """Maximal runs of preserved pages, ascending, held in columns.
 
     A scattered 64 GiB image has a quarter of a million runs; they are kept
-    as two lists of ints and a small source-set index per run instead of a
-    :class:`Range` object each. Indexing and iteration still give
+    as two columns of ints (lists, or ``array('Q')`` from a table walk) and a
+    byte of source bits per run instead of a :class:`Range` object each. Indexing and iteration still give
     :class:`Range` objects, made on demand.
     """
 
@@ -101,8 +101,10 @@ class RangeTable(Sequence[Range]):
         #: list or ``array('Q')`` columns
         self.first_pfns: MutableSequence[int] = []
         self.counts: MutableSequence[int] = []
-        #: per run, bit k set: labels[k] describes (part of) the run
-        self.masks: List[int] = []
+        if len(self.labels) > 8:
+            raise ValueError("a RangeTable takes at most 8 source labels")
+        #: per run, bit k set: labels[k] describes (part of) the run (a byte per run)
+        self.masks: MutableSequence[int] = array("B")
 
     def __len__(self) -> int:
         return len(self.first_pfns)
@@ -150,7 +152,7 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
     _, starts, counts = groups[big]
     if sum(sizes) - sizes[big] <= 64 and (groups[big][0] in maximal or _is_maximal(starts, counts)):
         table.first_pfns, table.counts = _copy(starts), _copy(counts)
-        table.masks = [1 << big] * len(starts)
+        table.masks = array("B", [1 << big]) * len(starts)
         for k, (_, other_starts, other_counts) in enumerate(groups):
             if k != big:
                 for pfn, n in zip(other_starts, other_counts):
