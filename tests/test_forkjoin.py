@@ -191,3 +191,19 @@ def test_large_results_come_back_as_views_of_what_the_child_wrote():
         assert theirs[0] == 0 and theirs[-1] == 399_999 and sum(theirs) == 399_999 * 400_000 // 2
         forkjoin.reap()
     ''')
+
+
+@needs_two_cpus
+@pytest.mark.parametrize("refused", ["memfd_create", "fork", "pipe"])
+def test_a_refused_setup_draws_every_item_here_and_leaves_no_descriptor(refused):
+    _run_fresh(f'''
+        def refuse(*args):
+            raise OSError(1, "refused for the test")
+
+        before = sorted(os.listdir("/proc/self/fd"))
+        os.{refused} = refuse
+        (pid, mine), theirs = forkjoin.share_out(drawn, 7, dump, load)
+        assert pid == parent and mine == list(range(7)) and theirs is None
+        assert sorted(os.listdir("/proc/self/fd")) == before
+        assert children() == []
+    ''')

@@ -123,15 +123,19 @@ def share_out(work: Callable[[Iterator[int]], R], count: int,
     tickets = array("H", range(-(-count // per_ticket)))
     if sys.byteorder != "little":      # pragma: no cover - tickets are read little-endian
         tickets.byteswap()
-    ticket_r, ticket_w = os.pipe()
-    os.write(ticket_w, tickets.tobytes())
-    os.close(ticket_w)                 # a reader then sees EOF once the tickets are gone
-    done_r, done_w = os.pipe()
-    out_fd = os.memfd_create("volatility-pkram-share", os.MFD_CLOEXEC)
+    fds = []
     try:
+        ticket_r, ticket_w = os.pipe()
+        fds += [ticket_r, ticket_w]
+        os.write(ticket_w, tickets.tobytes())
+        os.close(fds.pop())            # a reader then sees EOF once the tickets are gone
+        done_r, done_w = os.pipe()
+        fds += [done_r, done_w]
+        out_fd = os.memfd_create("volatility-pkram-share", os.MFD_CLOEXEC)
+        fds.append(out_fd)
         pid = os.fork()
-    except OSError:
-        for fd in (ticket_r, done_r, done_w, out_fd):
+    except OSError:                    # out of descriptors or processes, memfd refused (seccomp)
+        for fd in fds:
             os.close(fd)
         return work(iter(range(count))), None
     if pid == 0:                       # pragma: no cover - runs in the child (checked by its result)
