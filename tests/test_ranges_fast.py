@@ -471,9 +471,11 @@ for gib in range(40):
         bits = rng.getrandbits(512) | 1
         entries.append((gib, index, page, bits))
         struct.pack_into("<Q", buf, pmd * PAGE + index * 8, page << 12)
+written = {}                         # (GiB, entry) -> the bitmap as written
 for gib, index, page, bits in entries:
     if (gib, index) == (0, 0):
         bits = sum(1 << p for p in table_pages)
+    written[(gib, index)] = bits
     buf[page * PAGE:page * PAGE + 64] = bits.to_bytes(64, "little")
 mem = BytesMemory(bytes(buf))
 
@@ -505,7 +507,17 @@ if mode == "dies":
 fast = pagetable.identity_map_walk(mem, root, 4, parallel=True)
 forkjoin.reap()
 slow = pagetable.identity_map_walk(mem, root, 4, give_up_after=10 ** 9)
-assert fast.runs == slow.runs and len(fast.runs) > 1000
+# the model: the pages the bitmaps written above mark, as maximal runs
+marked = sorted((gib << 18) + index * 512 + b for (gib, index), bits in written.items()
+                for b in range(512) if bits >> b & 1)
+runs = []
+for pfn in marked:
+    if runs and runs[-1][0] + runs[-1][1] == pfn:
+        runs[-1][1] += 1
+    else:
+        runs.append([pfn, 1])
+assert fast.runs == [tuple(r) for r in runs] and len(runs) > 1000
+assert slow.runs == fast.runs
 assert sorted(fast.table_pfns) == sorted(slow.table_pfns)
 assert (fast.bitmaps, fast.inconsistencies) == (slow.bitmaps, slow.inconsistencies) == (len(entries), 0)
 assert sorted((p.kind, p.pfn) for p in fast.diag) == sorted((p.kind, p.pfn) for p in slow.diag)
@@ -524,3 +536,23 @@ def test_sound_table_shared_with_a_forked_process_equals_entry_by_entry(mode):
     proc = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT, mode], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_helpers_tables_read_back_as_written():
+    # what a forked helper writes (raw columns, a pickled index) is read back unchanged
+    from volatility_pkram.pagetable import _TableRuns, _TablesRead, _dump_tables_read, _load_tables_read
+    rng = random.Random(5)
+    tables = {i: _TableRuns(array("Q", rng.sample(range(1 << 40), n)), array("Q", [rng.randrange(1, 512)] * n),
+                            array("Q", range(i, i + n // 3)), bytes(rng.getrandbits(8) for _ in range(32768)),
+                            i % 3, i % 2)
+              for i, n in ((3, 0), (7, 1), (8, 4000), (40, 17))}
+    part = _TablesRead(tables, True, [9, 11], [1 << 30, 5])
+    out = io.BytesIO()
+    _dump_tables_read(part, out)
+    back = _load_tables_read(memoryview(out.getvalue()))
+    assert (back.sound, back.unmarked, back.elsewhere) == (True, [9, 11], [1 << 30, 5])
+    assert sorted(back.tables) == sorted(tables)
+    for i, t in tables.items():
+        b = back.tables[i]
+        assert (list(b.starts), list(b.counts), list(b.pfns), bytes(b.bits), b.full_pse, b.bare_pse) == \
+            (list(t.starts), list(t.counts), list(t.pfns), t.bits, t.full_pse, t.bare_pse)

@@ -380,7 +380,7 @@ def _read_pmd_tables(mem: PhysicalMemory, tables: List[Tuple[int, array]], upper
             return _TablesRead(read, False, [], [])
         before = len(pages)
         pages.update(table.pfns)
-        if len(pages) != before + len(table.pfns):
+        if len(pages) != before + len(table.pfns):     # a bitmap page used twice, in one table or two
             return _TablesRead(read, False, [], [])
         read[i] = table
     if not pages.isdisjoint(upper):
@@ -394,9 +394,10 @@ def _read_pmd_table(mem: PhysicalMemory, base_pfn: int, entries: array) -> Optio
     """One PMD table with at least one entry, read in bulk; None if an entry needs a finding.
 
     Checks the entries (raw addresses, PSE the only flag, bitmap pages
-    inside the image and distinct), reads the bitmaps (all readable, a plain
-    one not empty, a PSE one full, a bare PSE counting as full), lays them
-    side by side and cuts them into runs.
+    inside the image), reads the bitmaps (all readable, a plain one not
+    empty, a PSE one full, a bare PSE counting as full), lays them side by
+    side and cuts them into runs. That no bitmap page is used twice is the
+    caller's check, across all the tables it reads.
     """
     values = list(filter(None, entries))
     if max(values) > _PHYS_MASK:
@@ -412,7 +413,7 @@ def _read_pmd_table(mem: PhysicalMemory, base_pfn: int, entries: array) -> Optio
         bare = len(addrs) - len(with_page)
         pse = sum(map(bool, map(and_, values, repeat(PSE)))) - bare
     pfns = array("Q", map(rshift, with_page, repeat(PAGE_SHIFT)))
-    if pfns and (max(pfns) >= mem.max_pfn or len(set(pfns)) != len(pfns)):
+    if pfns and max(pfns) >= mem.max_pfn:
         return None
     raws = mem.read_many(with_page, BITMAP_BYTES)
     if None in raws:

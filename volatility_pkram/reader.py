@@ -91,8 +91,8 @@ class RangeTable(Sequence[Range]):
 
     A scattered 64 GiB image has a quarter of a million runs; they are kept
     as two columns of ints (lists, or ``array('Q')`` from a table walk) and a
-    byte of source bits per run instead of a :class:`Range` object each. Indexing and iteration still give
-    :class:`Range` objects, made on demand.
+    byte of source bits per run instead of a :class:`Range` object each.
+    Indexing and iteration still give :class:`Range` objects, made on demand.
     """
 
     def __init__(self, labels: Sequence[str]):
