@@ -82,9 +82,9 @@ def make_image(case: str, work: Path, seed: int = 1) -> Path:
 
 def make_plan(image: Path, plan: Path) -> int:
     """The baseline's reading plan, from the library (untimed)."""
-    from volatility_pkram import locate
-    from volatility_pkram.physmem import RawImage
-    from volatility_pkram.reader import Pkram
+    from volatility_pkram.pkram import locate
+    from volatility_pkram.core.physmem import RawImage
+    from volatility_pkram.pkram.reader import Pkram
     n = 0
     with RawImage(image) as mem, open(plan, "w", encoding="utf-8") as fh:
         pk = Pkram(mem, locate.locate_super_block(mem).sb)
@@ -162,7 +162,7 @@ def run_scan_case(case: str, work: Path, env, seed: int) -> dict:
         "fullread": ["dd", f"if={image}", "of=/dev/null", "bs=16M", "status=none"],
     }
     result = run_rounds(case, cmds, env, work, lambda: None)
-    from volatility_pkram.physmem import RawImage
+    from volatility_pkram.core.physmem import RawImage
     with RawImage(image) as mem:
         data = sum(e - s for s, e in mem.data_extents())
     result["data_mib"] = round(data / (1 << 20), 1)

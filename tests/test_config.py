@@ -2,7 +2,8 @@
 
 import json
 
-from volatility_pkram import PLUGIN_DIR, config
+from volatility_pkram import PLUGIN_DIR
+from volatility_pkram.vol3 import config
 
 
 def test_install_merges_and_remove_restores(tmp_path):

@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from volatility_pkram import files
-from volatility_pkram.lists import PageStream
-from volatility_pkram.physmem import BytesMemory
+from volatility_pkram.output import files
+from volatility_pkram.pkram.lists import PageStream
+from volatility_pkram.core.physmem import BytesMemory
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path", "a\0b", ".", "..", "", "x" * 300,

@@ -12,14 +12,14 @@ import textwrap
 
 import pytest
 
-from volatility_pkram import forkjoin
+from volatility_pkram.core import forkjoin
 
 needs_two_cpus = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                                     reason="forkjoin forks only on Linux with a second CPU")
 
 PRELUDE = '''
 import os
-from volatility_pkram import forkjoin
+from volatility_pkram.core import forkjoin
 
 import pickle
 import time

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram import files, locate
-from volatility_pkram.physmem import BytesMemory
-from volatility_pkram.problems import Diagnostics
-from volatility_pkram.reader import Pkram
+from volatility_pkram.output import files
+from volatility_pkram.pkram import locate
+from volatility_pkram.core.physmem import BytesMemory
+from volatility_pkram.core.problems import Diagnostics
+from volatility_pkram.pkram.reader import Pkram
 
 EXAMPLES = int(os.environ.get("PKRAM_FUZZ_EXAMPLES", "60"))
 SCENARIOS = ["v1_basic", "v2_unknown"]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram import files
-from volatility_pkram.audit import subtract_runs
-from volatility_pkram.streamscan import scan_chunks
+from volatility_pkram.output import files
+from volatility_pkram.pkram.audit import subtract_runs
+from volatility_pkram.output.streamscan import scan_chunks
 
 from conftest import runs_of_pages
 from test_real_kernel import MANIFESTS, _image

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from volatility_pkram import format as fmt
-from volatility_pkram import isf
+from volatility_pkram.pkram import format as fmt
+from volatility_pkram.core import isf
 
 # Offsets transcribed from docs/pkram-format.md sections 1-7 (the spec, not our ISF).
 SPEC = {

@@ -2,10 +2,10 @@
 
 import struct
 
-from volatility_pkram import format as fmt
-from volatility_pkram.lists import page_stream, pkram_nodes
-from volatility_pkram.physmem import BytesMemory
-from volatility_pkram.problems import Diagnostics
+from volatility_pkram.pkram import format as fmt
+from volatility_pkram.pkram.lists import page_stream, pkram_nodes
+from volatility_pkram.core.physmem import BytesMemory
+from volatility_pkram.core.problems import Diagnostics
 
 P = 4096
 
@@ -65,7 +65,7 @@ def test_node_signature_checks():
 
 def _reference_page_stream(mem, head_pfn):
     """page_stream's documented semantics, one entry at a time (the bulk paths must agree)."""
-    from volatility_pkram.lists import pkram_links
+    from volatility_pkram.pkram.lists import pkram_links
     segs, zeroed, outside, bad_order, bad_pfn, links = [], 0, [], 0, 0, []
     for link in pkram_links(mem, head_pfn, Diagnostics()):
         links.append(link.pfn)

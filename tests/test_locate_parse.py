@@ -2,7 +2,7 @@
 
 import pytest
 
-from volatility_pkram.locate import kstrtoul_hex, tokens_in_text
+from volatility_pkram.pkram.locate import kstrtoul_hex, tokens_in_text
 
 
 @pytest.mark.parametrize("raw, value", [
@@ -31,8 +31,8 @@ def test_tokens_respect_parameter_boundaries():
 
 
 def test_scan_finds_tokens_across_chunk_and_stage_boundaries():
-    from volatility_pkram.locate import LOW_MEMORY, find_pkram_tokens
-    from volatility_pkram.physmem import BytesMemory
+    from volatility_pkram.pkram.locate import LOW_MEMORY, find_pkram_tokens
+    from volatility_pkram.core.physmem import BytesMemory
 
     size = LOW_MEMORY + (1 << 20)
     buf = bytearray(size)

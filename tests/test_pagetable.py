@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from volatility_pkram.pagetable import identity_map_walk, infer_paging_levels, merge_runs
-from volatility_pkram.physmem import BytesMemory
+from volatility_pkram.pkram.pagetable import identity_map_walk, infer_paging_levels, merge_runs
+from volatility_pkram.core.physmem import BytesMemory
 
 PAGE = 4096
 

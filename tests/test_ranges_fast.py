@@ -29,13 +29,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram.pagetable import RUNS_CHUNK, _clean_v1_walk, bitmap_runs, identity_map_walk
-from volatility_pkram import format as fmt
-from volatility_pkram import isf
-from volatility_pkram.physmem import BytesMemory, page_aligned, page_numbers
-from volatility_pkram.problems import Diagnostics
-from volatility_pkram.reader import merge_ranges
-from volatility_pkram.regions import pkram_regions
+from volatility_pkram.pkram.pagetable import RUNS_CHUNK, _clean_v1_walk, bitmap_runs, identity_map_walk
+from volatility_pkram.pkram import format as fmt
+from volatility_pkram.core import isf
+from volatility_pkram.core.physmem import BytesMemory, page_aligned, page_numbers
+from volatility_pkram.core.problems import Diagnostics
+from volatility_pkram.pkram.reader import merge_ranges
+from volatility_pkram.pkram.regions import pkram_regions
 
 from conftest import runs_of_pages
 
@@ -269,7 +269,7 @@ def test_flat_grid_renders_like_a_tree_grid(renderer):
     from volatility3.framework import renderers
     from volatility3.framework.renderers import format_hints
 
-    from volatility_pkram import vol3
+    from volatility_pkram.vol3 import glue as vol3
 
     columns = [("Start", format_hints.Hex), ("Pages", int), ("Source", str)]
     rows = _rows()
@@ -292,7 +292,7 @@ def test_flat_grid_renders_like_a_tree_grid(renderer):
 def test_flat_grid_rejects_a_wrongly_typed_row_like_a_tree_grid():
     from volatility3.framework.renderers import format_hints
 
-    from volatility_pkram import vol3
+    from volatility_pkram.vol3 import glue as vol3
 
     grid = vol3.FlatGrid([("Start", format_hints.Hex)], lambda: 1, lambda i: (5,))
     grid.populate()
@@ -302,7 +302,7 @@ def test_flat_grid_rejects_a_wrongly_typed_row_like_a_tree_grid():
 
 def test_read_many_equals_one_read_per_address(tmp_path):
     """The pread fast path of a raw file, and the fallback for addresses it cannot serve."""
-    from volatility_pkram.physmem import RawImage, UnreadableError
+    from volatility_pkram.core.physmem import RawImage, UnreadableError
 
     data = bytes(range(256)) * 64
     path = tmp_path / "mem.raw"
@@ -446,8 +446,9 @@ def test_region_list_read_in_bulk_equals_entry_by_entry(seed, damage, last_count
 
 SPLIT_SCRIPT = r'''
 import os, random, struct, sys
-from volatility_pkram import forkjoin, pagetable
-from volatility_pkram.physmem import BytesMemory
+from volatility_pkram.core import forkjoin
+from volatility_pkram.pkram import pagetable
+from volatility_pkram.core.physmem import BytesMemory
 
 assert forkjoin.fork_usable()
 parent = os.getpid()
@@ -540,7 +541,7 @@ def test_sound_table_shared_with_a_forked_process_equals_entry_by_entry(mode):
 
 def test_a_helpers_tables_read_back_as_written():
     # what a forked helper writes (raw columns, a pickled index) is read back unchanged
-    from volatility_pkram.pagetable import _TableRuns, _TablesRead, _dump_tables_read, _load_tables_read
+    from volatility_pkram.pkram.pagetable import _TableRuns, _TablesRead, _dump_tables_read, _load_tables_read
     rng = random.Random(5)
     tables = {i: _TableRuns(array("Q", rng.sample(range(1 << 40), n)), array("Q", [rng.randrange(1, 512)] * n),
                             array("Q", range(i, i + n // 3)), bytes(rng.getrandbits(8) for _ in range(32768)),

@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volatility_pkram.triage import (HEAD_SIZE, KINDS, Triage, TriageSampler, shannon_entropy,
+from volatility_pkram.output.triage import (HEAD_SIZE, KINDS, Triage, TriageSampler, shannon_entropy,
                                      triage, triage_bytes)
 
 EXAMPLES = int(os.environ.get("PKRAM_TRIAGE_EXAMPLES", "80"))
@@ -558,7 +558,7 @@ def test_random_data_is_high_entropy():
 
 def test_pure_library():
     # triage must not pull in volatility3 (it runs outside the framework too).
-    code = "import sys, volatility_pkram.triage; sys.exit('volatility3' in sys.modules)"
+    code = "import sys, volatility_pkram.output.triage; sys.exit('volatility3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -579,7 +579,7 @@ def _stream(sampler, chunks):
     "héllo wörld\n".encode() * 100,
 ])
 def test_stream_sampler_agrees_with_full_histogram(payload):
-    from volatility_pkram.triage import StreamSampler, TriageSampler
+    from volatility_pkram.output.triage import StreamSampler, TriageSampler
     chunks = [("data", payload[:1000]), ("hole", 4096), ("data", payload[1000:])]
     full = TriageSampler()
     full.feed(payload[:1000])
@@ -595,7 +595,7 @@ def test_stream_sampler_agrees_with_full_histogram(payload):
 
 
 def test_stream_sampler_counts_whole_stream_but_samples_entropy():
-    from volatility_pkram.triage import StreamSampler
+    from volatility_pkram.output.triage import StreamSampler
     fast = StreamSampler(sample_limit=4096)
     _stream(fast, [("data", b"a\n" * 4096), ("data", bytes(range(256)) * 32)])
     prof = fast.profile()
@@ -606,7 +606,7 @@ def test_stream_sampler_counts_whole_stream_but_samples_entropy():
 
 def test_stream_sampler_profiles_a_prefix_and_says_so():
     """Byte statistics and entropy cover the first MiB; the scope note names the prefix."""
-    from volatility_pkram.triage import StreamSampler
+    from volatility_pkram.output.triage import StreamSampler
     text = b"log line\n" * ((3 << 20) // 9)             # 3 MiB of text lines
     fast = StreamSampler()
     _stream(fast, [("data", text[:1000]), ("data", text[1000:])])

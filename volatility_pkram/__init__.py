@@ -2,9 +2,9 @@
 
 The package is a pure library (``physmem``, ``isf``, ``format``, ``locate``,
 ``pagetable``, ``regions``, ``lists``, ``files``, ``reader``) that reads through
-:class:`volatility_pkram.physmem.PhysicalMemory` and never imports volatility3,
+:class:`volatility_pkram.core.physmem.PhysicalMemory` and never imports volatility3,
 plus thin Volatility 3 plugins in ``plugins/linux/pkram/`` and their glue in
-:mod:`volatility_pkram.vol3`.
+:mod:`volatility_pkram.vol3.glue`.
 """
 
 import os

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import PLUGIN_DIR, __version__, config
+from . import PLUGIN_DIR, __version__
+
+from .vol3 import config
 
 
 def main(argv=None) -> int:

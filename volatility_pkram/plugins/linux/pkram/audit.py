@@ -8,7 +8,8 @@ from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram import audit, vol3
+from volatility_pkram.pkram import audit
+from volatility_pkram.vol3 import glue as vol3
 
 vollog = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from volatility3.framework import interfaces, renderers
 from volatility3.framework.renderers import format_hints
 from volatility3.plugins import timeliner
 
-from volatility_pkram import vol3
+from volatility_pkram.vol3 import glue as vol3
 
 vollog = logging.getLogger(__name__)
 

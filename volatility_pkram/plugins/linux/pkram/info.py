@@ -4,8 +4,8 @@ from typing import List
 
 from volatility3.framework import interfaces, renderers
 
-from volatility_pkram import format as fmt
-from volatility_pkram import vol3
+from volatility_pkram.pkram import format as fmt
+from volatility_pkram.vol3 import glue as vol3
 
 
 class Info(interfaces.plugins.PluginInterface):

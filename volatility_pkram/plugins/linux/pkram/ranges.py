@@ -6,7 +6,7 @@ from typing import List
 from volatility3.framework import interfaces
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram import vol3
+from volatility_pkram.vol3 import glue as vol3
 
 vollog = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class Ranges(interfaces.plugins.PluginInterface):
 
     @staticmethod
     def range_row(table, i: int) -> tuple:
-        """The values of run ``i`` of a :class:`~volatility_pkram.reader.RangeTable`."""
+        """The values of run ``i`` of a :class:`~volatility_pkram.pkram.reader.RangeTable`."""
         rng = table[i]
         return (format_hints.Hex(rng.start), format_hints.Hex(rng.start + rng.size - 1),
                 rng.size, rng.pages, format_hints.Hex(rng.first_pfn),

@@ -7,7 +7,9 @@ from volatility3.framework import exceptions, interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram import audit, files, streamscan, vol3
+from volatility_pkram.pkram import audit
+from volatility_pkram.output import files, streamscan
+from volatility_pkram.vol3 import glue as vol3
 
 try:
     from volatility3.plugins import yarascan

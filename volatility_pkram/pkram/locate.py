@@ -20,8 +20,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import format as fmt
 from .lists import pkram_nodes, pkram_objs
-from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
-from .problems import Diagnostics
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..core.problems import Diagnostics
 
 __all__ = ["Token", "Candidate", "Location", "kstrtoul_hex", "find_pkram_tokens",
            "tokens_in_text", "check_super_block", "locate_super_block", "LocateError"]

@@ -4,7 +4,7 @@ Everything in :mod:`volatility_pkram` reads evidence through
 :class:`PhysicalMemory`: a read-only view of physical addresses, with the
 present (captured) ranges known. A front end supplies one implementation:
 :class:`RawImage` (a raw file, ``os.pread``), :class:`BytesMemory` (tests) or
-the volatility3 adapter in :mod:`volatility_pkram.vol3`. The library never
+the volatility3 adapter in :mod:`volatility_pkram.vol3.glue`. The library never
 imports volatility3.
 """
 
@@ -200,7 +200,7 @@ class PhysicalMemory:
         """True when every read is an ``os.pread`` of one file at its own offsets.
 
         Such reads share no file position, so a forked process may read
-        alongside this one (:mod:`~volatility_pkram.forkjoin`).
+        alongside this one (:mod:`~volatility_pkram.core.forkjoin`).
         """
         return self._direct_fd() is not None
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from typing import Optional, Tuple
 
-from . import PLUGIN_DIR
+from .. import PLUGIN_DIR
 
 __all__ = ["config_path", "install", "remove"]
 

@@ -1,6 +1,6 @@
 """PKRAM on-memory format: constants and per-page decoders for RFC v1, v2 and v3.
 
-Offsets come from the ISF declarations (:mod:`volatility_pkram.isf`); this
+Offsets come from the ISF declarations (:mod:`volatility_pkram.core.isf`); this
 module holds what an ISF cannot say: magic numbers, bit encodings, limits,
 and the rules that tell a real PKRAM page from a look-alike. Every decoder
 takes the raw 4 KiB page and returns a plain dataclass; none of them reads
@@ -16,8 +16,8 @@ from array import array
 from dataclasses import dataclass
 from typing import Optional
 
-from . import isf
-from .physmem import PAGE_SIZE
+from ..core import isf
+from ..core.physmem import PAGE_SIZE
 
 __all__ = [
     "PKRAM_MAGIC", "PKRAM_NAME_MAX", "LINK_ENTRIES_MAX", "REGIONS_PER_LIST_PAGE",

@@ -2,7 +2,7 @@
 
 A stream is produced as chunks (data, hole, missing) in file order, so a
 file of any size is rebuilt with bounded memory: physically contiguous pages
-are read in one call (up to :data:`~volatility_pkram.physmem.MAX_READ`),
+are read in one call (up to :data:`~volatility_pkram.core.physmem.MAX_READ`),
 holes of sparse files become seeks (or zeros where the sink cannot seek), and
 pages the image does not hold are zero-filled *and counted*, never silently.
 Output names are made safe here (:func:`safe_component`), and tar archives
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
 
-from .lists import PageStream
-from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..pkram.lists import PageStream
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 
 __all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte_stream_chunks",
            "inline_chunks",
@@ -175,7 +175,7 @@ def byte_stream_chunks(mem: PhysicalMemory, pfns: List[int], length: int,
                        stats: StreamStats) -> Iterator[Chunk]:
     """A byte stream of ``length`` bytes held by the pages ``pfns`` (stream order).
 
-    Use :func:`~volatility_pkram.lists.byte_stream_pfns` for the pages and cap
+    Use :func:`~volatility_pkram.pkram.lists.byte_stream_pfns` for the pages and cap
     ``length`` (``data_len``) at ``len(pfns) * PAGE_SIZE``.
     """
     length = min(length, len(pfns) * PAGE_SIZE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import PLUGIN_DIR
+from .. import PLUGIN_DIR
 
 
 def main() -> None:

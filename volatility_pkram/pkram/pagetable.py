@@ -25,9 +25,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .forkjoin import share_out
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_aligned
-from .problems import ERROR, WARNING, Diagnostics
+from ..core.forkjoin import share_out
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_aligned
+from ..core.problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["PSE", "V1", "SLAB", "IdentityMap", "identity_map_walk", "infer_paging_levels", "merge_runs",
            "bitmap_runs"]
@@ -282,7 +282,7 @@ def _clean_v1_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int,
     ``parallel`` (default: when the PMD tables have at least
     :data:`PARALLEL_MIN_BITMAPS` entries and the reads are ``pread`` calls)
     the PMD tables are shared out, a few at a time, between this process
-    and a forked one (:func:`~volatility_pkram.forkjoin.share_out`).
+    and a forked one (:func:`~volatility_pkram.core.forkjoin.share_out`).
     ``parallel=True`` forces it (for memory whose reads are safe in a forked
     process), False prevents it.
     """

@@ -1,6 +1,6 @@
 """Volatility 3 glue shared by the plugins (not a plugin module itself).
 
-Adapts a volatility physical layer to :class:`~volatility_pkram.physmem.PhysicalMemory`,
+Adapts a volatility physical layer to :class:`~volatility_pkram.core.physmem.PhysicalMemory`,
 declares the options every ``pkram.*`` plugin takes, and locates the super
 block for a plugin. The plugins in ``plugins/linux/pkram/`` import this
 module and the pure library, and nothing else of ours.
@@ -20,11 +20,13 @@ from volatility3.framework import automagic, exceptions, interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.layers import intel, physical
 
-from . import carve, locate
-from . import format as fmt
-from .physmem import PhysicalMemory, file_data_segments
-from .problems import Diagnostics
-from .reader import Pkram
+from ..pkram import carve
+
+from ..pkram import locate
+from ..pkram import format as fmt
+from ..core.physmem import PhysicalMemory, file_data_segments
+from ..core.problems import Diagnostics
+from ..pkram.reader import Pkram
 
 vollog = logging.getLogger("volatility_pkram")
 
@@ -168,7 +170,7 @@ def common_requirements() -> List[interfaces.configuration.RequirementInterface]
 class PkramPageScanner(interfaces.layers.ScannerInterface):
     """volatility scanner over physical pages: the carver's prefilter and classifier.
 
-    Yields :class:`~volatility_pkram.carve.PageHit` for pages that look like
+    Yields :class:`~volatility_pkram.pkram.carve.PageHit` for pages that look like
     a super block, a node or an identity-map root. A page is reported by the
     chunk it starts in, so the one-page overlap never duplicates a hit.
     """

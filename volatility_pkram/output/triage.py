@@ -1,7 +1,7 @@
 """First-look triage of files rebuilt from memory: what is this, and is it odd?
 
 A rebuilt file arrives as a stream of chunks (data and holes, in file order,
-see :mod:`volatility_pkram.files`), possibly gigabytes long, and possibly
+see :mod:`volatility_pkram.output.files`), possibly gigabytes long, and possibly
 crafted by whoever owned the machine. :class:`TriageSampler` is fed that
 stream and keeps, in bounded memory, what triage needs:
 

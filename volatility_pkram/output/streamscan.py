@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 from . import files
-from .lists import PageStream
-from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..pkram.lists import PageStream
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 
 __all__ = ["Hit", "Scanner", "PageMap", "scan_chunks", "scan_physical", "DEFAULT_WINDOW",
            "DEFAULT_OVERLAP"]

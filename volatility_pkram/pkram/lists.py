@@ -3,7 +3,7 @@
 Named after the kernel objects they visit (``pkram_nodes``, ``pkram_objs``,
 ``pkram_links``). Every chain is bounded by the image size and guarded
 against cycles, every PFN is checked against the image before it is read,
-and every irregularity becomes a :class:`~volatility_pkram.problems.Problem`
+and every irregularity becomes a :class:`~volatility_pkram.core.problems.Problem`
 instead of an exception.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
 from . import format as fmt
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_numbers
-from .problems import ERROR, WARNING, Diagnostics
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_numbers
+from ..core.problems import ERROR, WARNING, Diagnostics
 
 
 __all__ = [

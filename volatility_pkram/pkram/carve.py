@@ -21,7 +21,7 @@ evidence for each.
 :func:`classify_chunk` has the signature of a volatility scanner call
 (``data, data_offset``), so a front end can drive it with volatility's
 scanner framework; :func:`scan_pages` drives it over a
-:class:`~volatility_pkram.physmem.PhysicalMemory` directly.
+:class:`~volatility_pkram.core.physmem.PhysicalMemory` directly.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from . import format as fmt
 from .lists import pkram_links, pkram_nodes
 from .locate import Candidate, check_super_block, coalesce
 from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
-from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
-from .problems import Diagnostics
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..core.problems import Diagnostics
 
 __all__ = ["SB_V1", "SB_V2", "NODE", "PGD", "PageHit", "classify_chunk", "scan_pages",
            "NodeCheck", "PgdCheck", "CarveResult", "recover", "PREFILTER_OFFSET"]

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
-from . import files
+from ..output import files
 from . import format as fmt
 from .lists import (PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs,
                     read_meta_page)
 from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
-from .problems import ERROR, INFO, WARNING, Diagnostics
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from ..core.problems import ERROR, INFO, WARNING, Diagnostics
 from .regions import RegionList, pkram_regions
 
 __all__ = ["Range", "RangeTable", "merge_ranges", "PreservedObject", "Pkram", "detect_v2_v3"]
@@ -140,8 +140,8 @@ def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
     runs of the other groups are merged into it one by one, so the cost
     does not grow with its length. Otherwise all runs are sorted and swept.
     Groups labelled in ``maximal`` are known sorted and maximal (an
-    :class:`~volatility_pkram.pagetable.IdentityMap`, a
-    :attr:`~volatility_pkram.regions.RegionList.maximal` region list): they
+    :class:`~volatility_pkram.pkram.pagetable.IdentityMap`, a
+    :attr:`~volatility_pkram.pkram.regions.RegionList.maximal` region list): they
     are not checked. ``array('Q')`` columns stay arrays in the table.
     """
     table = RangeTable([label for label, _s, _c in groups])

@@ -30,10 +30,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import format as fmt
 from .carve import NODE as CARVED_NODE, classify_chunk
-from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
-from .problems import ERROR, INFO, WARNING
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
+from ..core.problems import ERROR, INFO, WARNING
 from .reader import Pkram, PreservedObject
-from .triage import triage_bytes
+from ..output.triage import triage_bytes
 
 __all__ = [
     "INFO_", "LOW", "MEDIUM", "HIGH", "SEVERITIES", "Finding", "Owner", "RefMap", "AuditSummary",

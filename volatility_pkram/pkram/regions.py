@@ -16,10 +16,10 @@ from operator import add, ge, gt, rshift, sub
 from typing import List, Optional, Sequence, Tuple
 
 from . import format as fmt
-from . import isf
+from ..core import isf
 from .lists import walk_chain
-from .physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, page_aligned, page_numbers
-from .problems import ERROR, WARNING, Diagnostics
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, page_aligned, page_numbers
+from ..core.problems import ERROR, WARNING, Diagnostics
 
 __all__ = ["RegionList", "pkram_regions"]
 

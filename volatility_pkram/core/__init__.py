@@ -1,0 +1,1 @@
+"""What every format shares: the physical memory reader, ISF struct layouts, findings, fork/join."""
