@@ -7,6 +7,9 @@ Used to prove that a change of code leaves the plugins' output byte-identical:
     python tools/snapshot_outputs.py --out /tmp/after      # on the new tree
     python tools/snapshot_outputs.py --compare /tmp/before /tmp/after
 
+``--images REGEX`` and ``--plugins REGEX`` take a subset (compare then reports
+the runs missing on one side).
+
 A snapshot holds, per (image, plugin, options): the exit status, stdout (the JSON
 rows), stderr with volatility's progress lines removed, and for plugins that write
 files the relative path, size and SHA-256 of every file written under ``-o``.
@@ -24,6 +27,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,10 +63,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_images(work: Path) -> list[tuple[str, Path]]:
+def make_images(work: Path, select: str = "") -> list[tuple[str, Path]]:
     images = []
     for name in sorted(pkramgen.SCENARIOS):
-        if name.startswith("bench"):
+        if name.startswith("bench") or not re.search(select, name):
             continue
         formats = EXTRA_FORMATS.get(name, ("raw",))
         out = work / name
@@ -71,14 +75,15 @@ def make_images(work: Path) -> list[tuple[str, Path]]:
             if f.suffix in (".raw", ".lime", ".elf"):
                 images.append((f"{name}{f.suffix}", f))
     real = ROOT / "testdata" / "real"
-    for xz in sorted(real.glob("*.xz")):
+    for xz in sorted(real.glob("*.xz")) if re.search(select, "real") else ():
         if xz.name.endswith((".raw.xz", ".elf.xz")):
             dest = work / "real" / xz.name[:-3]
             dest.parent.mkdir(parents=True, exist_ok=True)
             with lzma.open(xz) as src, open(dest, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             images.append((f"real-{dest.name}", dest))
-    images.append(("demo.raw", ROOT / "testdata" / "pkram-v1-demo.raw"))
+    if re.search(select, "demo"):
+        images.append(("demo.raw", ROOT / "testdata" / "pkram-v1-demo.raw"))
     return images
 
 
@@ -107,17 +112,18 @@ def run_one(vol: str, label: str, image: Path, plugin: str, args: list[str], wri
                 "stdout": proc.stdout, "stderr": clean_stderr(proc.stderr), "files": files}
 
 
-def snapshot(out: Path, vol: str, jobs: int) -> None:
+def snapshot(out: Path, vol: str, jobs: int, select: str = "", plugins: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="snap-"))
     home = work / "home"
     (home / "cache").mkdir(parents=True)
     try:
-        images = make_images(work / "img")
+        images = make_images(work / "img", select)
         # one warm-up run fills volatility's cache before the parallel runs
         run_one(vol, "warm", images[0][1], "pkram.info", [], False, home)
         tasks = [(label, path, plugin, args, writes)
-                 for label, path in images for plugin, args, writes in RUNS]
+                 for label, path in images for plugin, args, writes in RUNS
+                 if re.search(plugins, plugin)]
         with cf.ThreadPoolExecutor(jobs) as pool:
             results = list(pool.map(lambda t: run_one(vol, *t, home), tasks))
         for r in results:
@@ -152,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", nargs=2, type=Path)
     ap.add_argument("--vol", default=str(Path(sys.executable).with_name("vol-pkram")))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--images", default="", help="regex: only scenarios (and 'real', 'demo') it matches")
+    ap.add_argument("--plugins", default="", help="regex: only plugins it matches")
     ns = ap.parse_args(argv)
     if ns.compare:
         return compare(*ns.compare)
     if not ns.out:
         ap.error("--out or --compare is required")
-    snapshot(ns.out, ns.vol, ns.jobs)
+    snapshot(ns.out, ns.vol, ns.jobs, ns.images, ns.plugins)
     return 0
 
 
