@@ -134,8 +134,10 @@ def snapshot(out: Path, vol: str, jobs: int, select: str = "", plugins: str = ""
         shutil.rmtree(work, ignore_errors=True)
 
 
-def compare(a: Path, b: Path) -> int:
-    names = sorted({p.name for p in a.glob("*.json")} | {p.name for p in b.glob("*.json")})
+def compare(a: Path, b: Path, subset: bool = False) -> int:
+    """Compare two snapshots; with ``subset``, only the runs that ``b`` holds."""
+    names = sorted({p.name for p in b.glob("*.json")} if subset
+                   else {p.name for p in a.glob("*.json")} | {p.name for p in b.glob("*.json")})
     bad = 0
     for name in names:
         pa, pb = a / name, b / name
@@ -157,12 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--compare", nargs=2, type=Path)
     ap.add_argument("--vol", default=str(Path(sys.executable).with_name("vol-pkram")))
+    ap.add_argument("--subset", action="store_true", help="compare only the runs the second snapshot holds")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--images", default="", help="regex: only scenarios (and 'real', 'demo') it matches")
     ap.add_argument("--plugins", default="", help="regex: only plugins it matches")
     ns = ap.parse_args(argv)
     if ns.compare:
-        return compare(*ns.compare)
+        return compare(*ns.compare, subset=ns.subset)
     if not ns.out:
         ap.error("--out or --compare is required")
     snapshot(ns.out, ns.vol, ns.jobs, ns.images, ns.plugins)
