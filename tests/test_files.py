@@ -7,8 +7,9 @@ import tarfile
 
 import pytest
 
+from volatility_pkram.core import streams
+from volatility_pkram.core.streams import PageStream
 from volatility_pkram.output import files
-from volatility_pkram.pkram.lists import PageStream
 from volatility_pkram.core.physmem import BytesMemory
 
 
@@ -67,9 +68,9 @@ def test_rebuild_places_pages_by_index_with_holes_and_missing_pages():
     mem = BytesMemory({0x10000: page(1) + page(2) + page(3) + page(4)})
     ps = _stream([(0, 0x10, 0), (1, 0x11, 0), (5, 0x13, 0), (6, 0x20, 0)])
     size = 7 * 4096 - 100
-    stats = files.StreamStats()
+    stats = streams.StreamStats()
     out = io.BytesIO()
-    digest = files.write_stream(files.page_stream_chunks(mem, ps, size, stats), out, stats)
+    digest = files.write_stream(streams.page_stream_chunks(mem, ps, size, stats), out, stats)
     expected = page(1) + page(2) + bytes(3 * 4096) + page(4) + bytes(4096 - 100)
     assert out.getvalue() == expected
     assert digest == hashlib.sha256(expected).hexdigest()
@@ -78,15 +79,15 @@ def test_rebuild_places_pages_by_index_with_holes_and_missing_pages():
 
 
 class _CountingMemory(BytesMemory):
-    """A reader with its own read(): the rebuild must go through it."""
+    """A reader with its own read_or_none(): the rebuild must go through it."""
 
     def __init__(self, data):
         super().__init__(data)
         self.calls = 0
 
-    def read(self, addr, length):
+    def read_or_none(self, addr, length):
         self.calls += 1
-        return super().read(addr, length)
+        return super().read_or_none(addr, length)
 
 
 @pytest.mark.parametrize("kind", ["one-extent", "two-extents", "own-read"])
@@ -107,14 +108,14 @@ def test_scattered_pages_are_gathered_into_few_chunks(kind):
         mem = BytesMemory(bytes(image))
     ps = _stream([(i, pfn, 0) for i, pfn in enumerate(order)])
     size = npages * 4096 - 1
-    stats = files.StreamStats()
-    chunks = list(files.page_stream_chunks(mem, ps, size, stats))
+    stats = streams.StreamStats()
+    chunks = list(streams.page_stream_chunks(mem, ps, size, stats))
     expected = b"".join(b"\0" * 4096 if kind == "two-extents" and pfn == 5 else bytes([pfn & 0xFF]) * 4096
                         for pfn in order)[:size]
-    rebuilt = b"".join(data if k == files.DATA else bytes(n) for k, n, data in chunks)
+    rebuilt = b"".join(data if k == streams.DATA else bytes(n) for k, n, data in chunks)
     assert rebuilt == expected
-    assert all(n == len(data) for k, n, data in chunks if k == files.DATA)
-    assert all(n <= files.GATHER + files.MAX_READ for _k, n, _d in chunks)
+    assert all(n == len(data) for k, n, data in chunks if k == streams.DATA)
+    assert all(n <= streams.GATHER + streams.MAX_READ for _k, n, _d in chunks)
     assert len(chunks) <= 6
     assert stats.size == size and stats.data_bytes + stats.missing_bytes == size
     assert stats.missing_bytes == (4096 if kind == "two-extents" else 0)
@@ -138,9 +139,9 @@ class _FailingSink(io.BytesIO):
 
 def test_large_chunks_hashed_and_written_in_order_with_holes_and_tar(tmp_path):
     big = [os.urandom(300 << 10), os.urandom(3 << 20), b"x" * 5000]
-    chunks = [(files.DATA, len(big[0]), big[0]), (files.HOLE, 5 << 20, None), (files.DATA, len(big[1]), big[1]),
-              (files.MISSING, 4096, None), (files.HOLE, 100, None), (files.DATA, len(big[2]), big[2]),
-              (files.HOLE, 2 << 20, None)]
+    chunks = [(streams.DATA, len(big[0]), big[0]), (streams.HOLE, 5 << 20, None), (streams.DATA, len(big[1]), big[1]),
+              (streams.MISSING, 4096, None), (streams.HOLE, 100, None), (streams.DATA, len(big[2]), big[2]),
+              (streams.HOLE, 2 << 20, None)]
     expected = big[0] + bytes(5 << 20) + big[1] + bytes(4196) + big[2] + bytes(2 << 20)
     seen = []
     sink = io.BytesIO()
@@ -149,7 +150,7 @@ def test_large_chunks_hashed_and_written_in_order_with_holes_and_tar(tmp_path):
     info.size = len(expected)
     tar.begin(info)
     with open(tmp_path / "f", "wb") as out:   # a real file: a trailing hole is a seek + truncate
-        digest = files.write_stream(iter(chunks), out, files.StreamStats(), tar,
+        digest = files.write_stream(iter(chunks), out, streams.StreamStats(), tar,
                                     taps=[lambda k, n, d: seen.append((k, n))])
     tar.end()
     tar.close()
@@ -159,14 +160,14 @@ def test_large_chunks_hashed_and_written_in_order_with_holes_and_tar(tmp_path):
     with tarfile.open(fileobj=sink) as tf:
         assert tf.extractfile("n/f").read() == expected
     # no sink: still the digest
-    assert files.write_stream(iter(chunks), None, files.StreamStats()) == digest
+    assert files.write_stream(iter(chunks), None, streams.StreamStats()) == digest
 
 
 def test_output_errors_surface_and_stop_the_stream():
-    chunks = [(files.DATA, 1 << 20, bytes([i]) * (1 << 20)) for i in range(12)]
+    chunks = [(streams.DATA, 1 << 20, bytes([i]) * (1 << 20)) for i in range(12)]
     sink = _FailingSink(fail_after=3)
     with pytest.raises(OSError):
-        files.write_stream(iter(chunks), sink, files.StreamStats())
+        files.write_stream(iter(chunks), sink, streams.StreamStats())
     # the failure is raised promptly: at most the queued writes were attempted after it
     assert sink.writes_after_failure <= 1 + 4
     after = sink.writes_after_failure
@@ -181,7 +182,7 @@ def test_a_short_read_is_missing_data_not_a_crash():
         def _read(self, addr, length):
             return super()._read(addr, length)[:-1]
 
-    stats = files.StreamStats()
-    chunks = list(files._read_run(Shrinking(bytes(8192)), 0, 8192, stats))
-    assert [(kind, n) for kind, n, _ in chunks] == [(files.MISSING, 8192)]
+    stats = streams.StreamStats()
+    chunks = list(streams._read_run(Shrinking(bytes(8192)), 0, 8192, stats))
+    assert [(kind, n) for kind, n, _ in chunks] == [(streams.MISSING, 8192)]
     assert (stats.missing_bytes, stats.data_bytes) == (8192, 0)

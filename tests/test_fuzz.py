@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from volatility_pkram.core import streams
 from volatility_pkram.output import files
 from volatility_pkram.pkram import locate
 from volatility_pkram.core.physmem import BytesMemory
@@ -49,9 +50,9 @@ def run_everything(mem, sb_pfn):
     pk.ranges()
     for node in pk.nodes():
         for pobj in pk.objects(node):
-            stats = files.StreamStats()
+            stats = streams.StreamStats()
             size = pobj.header.size if pobj.header else pobj.pages.end_index * 4096
-            files.write_stream(files.page_stream_chunks(mem, pobj.pages, size, stats,
+            files.write_stream(streams.page_stream_chunks(mem, pobj.pages, size, stats,
                                                         max_size=8 << 20), io.BytesIO(), stats)
 
 

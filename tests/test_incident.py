@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from volatility_pkram.core import streams
 from volatility_pkram.output import files
 from volatility_pkram.pkram.audit import subtract_runs
 from volatility_pkram.output.streamscan import scan_chunks
@@ -306,8 +307,8 @@ def test_windowed_scan_finds_every_occurrence_once(seed, needle_len, window):
     while pos < len(data):   # random chunking; zero runs become holes, like sparse files
         n = rng.randint(1, 200)
         part = data[pos:pos + n]
-        chunks.append((files.HOLE, len(part), None) if not part.strip(b"\0") else
-                      (files.DATA, len(part), part))
+        chunks.append((streams.HOLE, len(part), None) if not part.strip(b"\0") else
+                      (streams.DATA, len(part), part))
         pos += n
     want = [i for i in range(len(data)) if data.startswith(needle, i)]
     got = [h.offset for h in scan_chunks(iter(chunks), _FindScanner(needle), window=window,
@@ -326,7 +327,7 @@ def test_long_holes_are_skipped_not_scanned():
             yield base + pos, "r", "$a", b"MARK"
             pos = data.find(b"MARK", pos + 1)
 
-    chunks = [(files.DATA, 8, b"xxMARKxx"), (files.HOLE, 1 << 40, None), (files.DATA, 6, b"MARKyy")]
+    chunks = [(streams.DATA, 8, b"xxMARKxx"), (streams.HOLE, 1 << 40, None), (streams.DATA, 6, b"MARKyy")]
     hits = [h.offset for h in scan_chunks(iter(chunks), scanner, window=1 << 20, overlap=1 << 10)]
     assert hits == [2, 8 + (1 << 40)]
     assert sum(seen) < 1 << 12

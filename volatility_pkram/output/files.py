@@ -1,10 +1,9 @@
-"""Rebuilding preserved objects as byte-exact files, streamed.
+"""Writing rebuilt streams as byte-exact files, streamed: files under ``-o``, tar members.
 
-A stream is produced as chunks (data, hole, missing) in file order, so a
-file of any size is rebuilt with bounded memory: physically contiguous pages
-are read in one call (up to :data:`~volatility_pkram.core.physmem.MAX_READ`),
-holes of sparse files become seeks (or zeros where the sink cannot seek), and
-pages the image does not hold are zero-filled *and counted*, never silently.
+Streams come as chunks from :mod:`volatility_pkram.core.streams` (data,
+hole, missing) in file order, so a file of any size is written with bounded
+memory: holes of sparse files become seeks (or zeros where the sink cannot
+seek), and missing pages are zero-filled *and counted*, never silently.
 Output names are made safe here (:func:`safe_component`), and tar archives
 are streamed with :class:`TarStream`.
 """
@@ -16,191 +15,15 @@ import hashlib
 import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO, Iterable, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Iterable, List, Optional
 
-from ..pkram.lists import PageStream
-from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..core.streams import DATA, HOLE, Chunk, StreamStats
 
-__all__ = ["DATA", "HOLE", "MISSING", "StreamStats", "page_stream_chunks", "byte_stream_chunks",
-           "inline_chunks",
-           "write_stream", "safe_component", "TarStream", "DEFAULT_MAX_FILE_SIZE"]
+__all__ = ["write_stream", "safe_component", "TarStream", "describe_stats"]
 
-DATA, HOLE, MISSING = "data", "hole", "missing"
 _ZEROS = bytes(1 << 20)
-#: Data of consecutive pages is handed on in chunks of about this size (at most
-#: this plus one run of up to MAX_READ bytes).
-GATHER = 1 << 20
-#: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
-DEFAULT_MAX_FILE_SIZE = 16 << 30
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
 _NAME_MAX = 120
-
-
-@dataclass
-class StreamStats:
-    """What a rebuilt stream contained."""
-
-    size: int = 0               # logical size written
-    data_bytes: int = 0         # bytes copied from the image
-    hole_bytes: int = 0         # sparse-file holes (zeros by definition)
-    missing_bytes: int = 0      # referenced but not captured: zero-filled in the output
-    beyond_size_pages: int = 0  # pages referenced past the logical size (ignored)
-    truncated_from: Optional[int] = None  # declared size, when it exceeded the limit
-
-    @property
-    def complete(self) -> bool:
-        return self.missing_bytes == 0 and self.truncated_from is None
-
-
-Chunk = Tuple[str, int, Optional[bytes]]   # (kind, length, data for DATA)
-
-
-def _read_run(mem: PhysicalMemory, addr: int, length: int, stats: StreamStats) -> Iterator[Chunk]:
-    """Read a physically contiguous run; on holes in the image fall back to page reads."""
-    try:
-        data = mem.read(addr, length)
-        stats.data_bytes += length
-        yield DATA, length, data
-        return
-    except UnreadableError:
-        pass
-    for part_addr, part_len, present in mem.present_parts(addr, length):
-        if present:
-            try:
-                data = mem.read(part_addr, part_len)
-            except UnreadableError:     # a short read: the image file shrank under us
-                present = False
-        if present:
-            stats.data_bytes += part_len
-            yield DATA, part_len, data
-        else:
-            stats.missing_bytes += part_len
-            yield MISSING, part_len, None
-
-
-def _reader(mem: PhysicalMemory):
-    """``read(addr, length)`` returning the bytes, or None where :meth:`PhysicalMemory.read`
-    would raise (the caller then falls back to :func:`_read_run`).
-
-    Same checks as ``mem.read`` without its per-call overhead: the range must
-    lie inside a present extent and the read must be complete.
-    """
-    if type(mem).read is not PhysicalMemory.read:   # a subclass with its own read: use it
-        def read(addr: int, length: int) -> Optional[bytes]:
-            try:
-                return mem.read(addr, length)
-            except UnreadableError:
-                return None
-        return read
-    raw = mem._read
-    extents = mem.extents
-    if len(extents) == 1:
-        lo, hi = extents[0]
-
-        def read(addr: int, length: int) -> Optional[bytes]:
-            if lo <= addr and addr + length <= hi:
-                data = raw(addr, length)
-                if len(data) == length:
-                    return data
-            return None
-        return read
-    present = mem.is_present
-
-    def read(addr: int, length: int) -> Optional[bytes]:
-        if present(addr, length):
-            data = raw(addr, length)
-            if len(data) == length:
-                return data
-        return None
-    return read
-
-
-def page_stream_chunks(mem: PhysicalMemory, stream: PageStream, size: int, stats: StreamStats,
-                       *, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[Chunk]:
-    """The file of ``size`` bytes that ``stream`` places by page index, in order.
-
-    Data read from consecutive runs (pages adjacent in the file, scattered in
-    memory) is gathered into chunks of about :data:`GATHER` bytes, so the
-    consumer writes, hashes and samples a few large chunks, not one per page.
-    """
-    # Entries that start at or after the page holding EOF are past the size;
-    # the tail of a compound page (a THP) that holds EOF is not: it is how the
-    # page cache stores a small file on a huge=always tmpfs.
-    eof_index = (size + PAGE_SIZE - 1) // PAGE_SIZE
-    stats.beyond_size_pages = stream.pages_from(eof_index)
-    if size > max_size:
-        stats.truncated_from = size
-        size = max_size
-    read = _reader(mem)
-    parts: List[bytes] = []
-    held = 0    # bytes in parts (counted in stats.data_bytes when handed on)
-    pos = 0
-    for idx, pfn, npages in stream.runs(max_pages=MAX_READ // PAGE_SIZE):
-        off = idx * PAGE_SIZE
-        if off >= size:
-            continue
-        if off > pos or held >= GATHER:
-            if parts:
-                stats.data_bytes += held
-                yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
-                parts, held = [], 0
-            if off > pos:
-                stats.hole_bytes += off - pos
-                yield HOLE, off - pos, None
-        length = npages * PAGE_SIZE
-        if off + length > size:
-            length = size - off
-        pos = off + length
-        data = read(pfn << PAGE_SHIFT, length)
-        if data is not None:
-            parts.append(data)
-            held += length
-            continue
-        if parts:
-            stats.data_bytes += held
-            yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
-            parts, held = [], 0
-        yield from _read_run(mem, pfn << PAGE_SHIFT, length, stats)
-    if parts:
-        stats.data_bytes += held
-        yield DATA, held, b"".join(parts) if len(parts) > 1 else parts[0]
-    if pos < size:
-        stats.hole_bytes += size - pos
-        yield HOLE, size - pos, None
-    stats.size = size
-
-
-def byte_stream_chunks(mem: PhysicalMemory, pfns: List[int], length: int,
-                       stats: StreamStats) -> Iterator[Chunk]:
-    """A byte stream of ``length`` bytes held by the pages ``pfns`` (stream order).
-
-    Use :func:`~volatility_pkram.pkram.lists.byte_stream_pfns` for the pages and cap
-    ``length`` (``data_len``) at ``len(pfns) * PAGE_SIZE``.
-    """
-    length = min(length, len(pfns) * PAGE_SIZE)
-    stats.size = length
-    pos = 0
-    i = 0
-    while pos < length and i < len(pfns):
-        j = i + 1   # coalesce physically adjacent byte pages
-        while j < len(pfns) and pfns[j] == pfns[j - 1] + 1 and (j - i) * PAGE_SIZE < MAX_READ:
-            j += 1
-        run_len = min((j - i) * PAGE_SIZE, length - pos)
-        if not 0 < pfns[i] < mem.max_pfn or pfns[i] + (j - i) > mem.max_pfn:
-            stats.missing_bytes += run_len
-            yield MISSING, run_len, None
-        else:
-            yield from _read_run(mem, pfns[i] << PAGE_SHIFT, run_len, stats)
-        pos += run_len
-        i = j
-
-
-def inline_chunks(data: bytes, stats: StreamStats) -> Iterator[Chunk]:
-    """A stream already read into memory (a short byte stream), as chunks."""
-    stats.size = stats.data_bytes = len(data)
-    if data:
-        yield DATA, len(data), data
 
 
 #: Output work (hashing, writing) for chunks at least this long runs on one

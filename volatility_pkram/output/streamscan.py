@@ -19,11 +19,10 @@ import bisect
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
-from . import files
-from ..pkram.lists import PageStream
-from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
+from ..core import streams
+from ..core.physmem import MAX_READ, PAGE_SHIFT, PhysicalMemory, UnreadableError
 
-__all__ = ["Hit", "Scanner", "PageMap", "scan_chunks", "scan_physical", "DEFAULT_WINDOW",
+__all__ = ["Hit", "Scanner", "scan_chunks", "scan_physical", "DEFAULT_WINDOW",
            "DEFAULT_OVERLAP"]
 
 Scanner = Callable[[bytes, int], Iterable[Tuple[int, str, str, bytes]]]
@@ -44,47 +43,7 @@ class Hit:
     data: bytes
 
 
-class PageMap:
-    """Stream offset -> physical address, for a page stream or a byte stream."""
-
-    def __init__(self, stream: Optional[PageStream] = None, pfns: Optional[Sequence[int]] = None):
-        self._stream = stream
-        self._pfns = pfns
-
-    def pfn(self, page_index: int) -> Optional[int]:
-        """PFN holding page ``page_index`` of the stream, or None (hole, past the end)."""
-        if self._pfns is not None:
-            return self._pfns[page_index] if 0 <= page_index < len(self._pfns) else None
-        st = self._stream
-        if st is None:
-            return None
-        i = bisect.bisect_right(st.index, page_index) - 1
-        if i < 0:
-            return None
-        first = st.index[i]
-        if page_index >= first + (1 << st.order[i]):
-            return None
-        return st.pfn[i] + (page_index - first)
-
-    def physical(self, offset: int) -> Optional[int]:
-        pfn = self.pfn(offset >> PAGE_SHIFT)
-        return None if pfn is None else (pfn << PAGE_SHIFT) | (offset & (PAGE_SIZE - 1))
-
-    def pieces(self, offset: int, length: int) -> int:
-        """How many physically contiguous pieces ``[offset, offset+length)`` occupies."""
-        if length <= 0:
-            return 0
-        first, last = offset >> PAGE_SHIFT, (offset + length - 1) >> PAGE_SHIFT
-        pieces, prev = 1, self.pfn(first)
-        for idx in range(first + 1, min(last, first + 4096) + 1):
-            cur = self.pfn(idx)
-            if cur is None or prev is None or cur != prev + 1:
-                pieces += 1
-            prev = cur
-        return pieces
-
-
-def _windows(chunks: Iterable[files.Chunk], window: int, overlap: int) -> Iterator[Tuple[int, bytes, bool]]:
+def _windows(chunks: Iterable[streams.Chunk], window: int, overlap: int) -> Iterator[Tuple[int, bytes, bool]]:
     """Cut a chunk stream into ``(offset, bytes, final)`` windows of ``window + overlap`` bytes.
 
     Holes and missing pages read as zeros, like the rebuilt file, except that
@@ -104,7 +63,7 @@ def _windows(chunks: Iterable[files.Chunk], window: int, overlap: int) -> Iterat
             base += window
 
     for kind, length, data in chunks:
-        if kind == files.DATA:
+        if kind == streams.DATA:
             buf += data
         elif length <= 2 * overlap:
             buf += bytes(length)
@@ -118,7 +77,7 @@ def _windows(chunks: Iterable[files.Chunk], window: int, overlap: int) -> Iterat
     yield base, bytes(buf), True
 
 
-def scan_chunks(chunks: Iterable[files.Chunk], scanner: Scanner, *, window: int = DEFAULT_WINDOW,
+def scan_chunks(chunks: Iterable[streams.Chunk], scanner: Scanner, *, window: int = DEFAULT_WINDOW,
                 overlap: int = DEFAULT_OVERLAP) -> Iterator[Hit]:
     """Scan a logical stream; each match is reported once, at its stream offset.
 

@@ -16,6 +16,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from . import format as fmt
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError, page_numbers
+from ..core.streams import PageStream
 from ..core.problems import ERROR, WARNING, Diagnostics
 
 
@@ -102,73 +103,6 @@ def pkram_links(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,
             pfn, page = walk.send(link.next_pfn)
     except StopIteration:
         return
-
-
-@dataclass
-class PageStream:
-    """The entries of one object's page stream, ordered by page index.
-
-    Entries are kept in parallel arrays (no Python object per entry): the
-    page-cache ``index`` of the first page, the ``pfn`` of the (head) page, the
-    compound ``order`` and the entry ``flags``. ``link_pfns`` lists the link
-    pages in list order.
-    """
-
-    index: array = field(default_factory=lambda: array("Q"))
-    pfn: array = field(default_factory=lambda: array("Q"))
-    order: array = field(default_factory=lambda: array("B"))
-    flags: array = field(default_factory=lambda: array("B"))
-    link_pfns: List[int] = field(default_factory=list)
-    zeroed_entries: int = 0
-    overlapping_entries: int = 0
-    #: entries skipped because they point outside the image: ``(page_index, pfn, npages)``
-    outside: List[Tuple[int, int, int]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def pages(self) -> int:
-        """Number of 4 KiB pages referenced."""
-        return sum(1 << o for o in self.order)
-
-    @property
-    def end_index(self) -> int:
-        """One past the last page index (0 for an empty stream)."""
-        if not self.index:
-            return 0
-        return self.index[-1] + (1 << self.order[-1])
-
-    def pages_from(self, page_index: int) -> int:
-        """Pages referenced by the entries that start at or after ``page_index``."""
-        first = bisect.bisect_left(self.index, page_index)
-        return sum(1 << o for o in self.order[first:])
-
-    def extents(self) -> Iterator[Tuple[int, int, int]]:
-        """``(page_index, pfn, npages)`` per entry, ascending by index."""
-        for idx, pfn, order in zip(self.index, self.pfn, self.order):
-            yield idx, pfn, 1 << order
-
-    def runs(self, max_pages: int = 1024) -> Iterator[Tuple[int, int, int]]:
-        """Entries merged where both index and PFN are contiguous: ``(index, pfn, npages)``.
-
-        This is what turns a THP or an allocator-contiguous run of order-0
-        pages into a single read.
-        """
-        it = zip(self.index, self.pfn, self.order)
-        for idx0, pfn0, order in it:
-            n0 = 1 << order
-            break
-        else:
-            return
-        for idx, pfn, order in it:
-            n = 1 << order
-            if idx0 + n0 == idx and pfn0 + n0 == pfn and n0 + n <= max_pages:
-                n0 += n
-                continue
-            yield idx0, pfn0, n0
-            idx0, pfn0, n0 = idx, pfn, n
-        yield idx0, pfn0, n0
 
 
 def page_stream(mem: PhysicalMemory, head_pfn: int, diag: Diagnostics,

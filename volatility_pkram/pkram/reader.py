@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
-from ..output import files
+from ..core import streams
 from . import format as fmt
 from .lists import (PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs,
                     read_meta_page)
@@ -415,9 +415,9 @@ class Pkram:
 
     def _read_inline(self, pfns: List[int], byte_len: int, obj: fmt.Obj, ctx: str) -> Tuple[bytes, int]:
         """The first BYTE_STREAM_INLINE_MAX bytes of a byte stream, and how many were missing."""
-        stats = files.StreamStats()
-        chunks = files.byte_stream_chunks(self.mem, pfns, min(byte_len, BYTE_STREAM_INLINE_MAX), stats)
-        data = b"".join(d if kind == files.DATA else bytes(n) for kind, n, d in chunks)
+        stats = streams.StreamStats()
+        chunks = streams.byte_stream_chunks(self.mem, pfns, min(byte_len, BYTE_STREAM_INLINE_MAX), stats)
+        data = b"".join(d if kind == streams.DATA else bytes(n) for kind, n, d in chunks)
         if stats.missing_bytes:
             self.diag.add("unreadable", ERROR, f"{stats.missing_bytes} byte-stream bytes are outside "
                           "the image or not captured (read as zeros)", obj.pfn, ctx)

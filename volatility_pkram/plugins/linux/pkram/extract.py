@@ -10,7 +10,9 @@ from volatility3.framework import interfaces, renderers
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
+from volatility_pkram.core import streams
 from volatility_pkram.output import files, triage
+from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.vol3 import glue as vol3
 
 vollog = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class Extract(interfaces.plugins.PluginInterface):
                 description=f"Also write every object into one streamed {TAR_NAME} (node/name paths, "
                             "modes, owners, times)"),
             requirements.IntRequirement(
-                name="max_file_size", default=files.DEFAULT_MAX_FILE_SIZE, optional=True,
+                name="max_file_size", default=streams.DEFAULT_MAX_FILE_SIZE, optional=True,
                 description="Rebuild at most this many bytes of one file (guards against hostile sizes)"),
         ]
 
@@ -48,7 +50,7 @@ class Extract(interfaces.plugins.PluginInterface):
             tar.begin(tar_info)
         sampler = triage.StreamSampler()
         with self.open(out_name) as fh:
-            digest = files.write_stream(chunks_factory(), fh, stats, tar, taps=[sampler])
+            digest = files.write_stream(chunks_factory(stats), fh, stats, tar, taps=[sampler])
         if tar is not None:
             tar.end()
         return fh.preferred_filename, digest, self._triage_columns(triage.triage(sampler), sampler)
@@ -71,64 +73,14 @@ class Extract(interfaces.plugins.PluginInterface):
         if self.config.get("tar"):
             tar_fh = self.open(TAR_NAME)
             tar = files.TarStream(tar_fh)
-        max_size = self.config.get("max_file_size") or files.DEFAULT_MAX_FILE_SIZE
+        max_size = self.config.get("max_file_size") or streams.DEFAULT_MAX_FILE_SIZE
         logged = 0
         try:
             for node in pk.nodes():
                 node_safe = files.safe_component(node.name_raw, "node")
                 for pobj in pk.objects(node):
-                    header = pobj.header
-                    base_row = (node.name,)
-                    if header is not None:
-                        stats = files.StreamStats()
-                        size = min(header.size, max_size)
-                        name_safe = files.safe_component(header.name_raw)
-                        info = tarfile.TarInfo(f"{node_safe}/{name_safe}")
-                        info.mode = header.mode & 0o7777
-                        info.uid, info.gid = header.uid, header.gid
-                        info.mtime = header.mtime_ns / 1e9
-                        written, digest, tcols = self._emit(
-                            f"{node_safe}__{name_safe}", size,
-                            lambda: files.page_stream_chunks(pk.mem, pobj.pages, header.size, stats,
-                                                             max_size=max_size),
-                            stats, tar, info)
-                        yield 0, base_row + (
-                            header.name, stats.size, digest, written,
-                            stat.filemode(header.mode), f"{header.mode:o}", header.uid, header.gid,
-                            vol3.ns_to_datetime(header.atime_ns), vol3.ns_to_datetime(header.mtime_ns),
-                            vol3.ns_to_datetime(header.ctime_ns), pobj.consumer, "file",
-                            pobj.pages.pages, format_hints.Hex(pobj.obj.pfn),
-                            self._status(stats, pobj)) + tcols
-                        continue
-                    # unknown consumer: dump both streams raw, each cut at --max-file-size
-                    label = f"obj{pobj.seq:04d}"
-
-                    def byte_chunks(st, n, pobj=pobj):
-                        if pobj.byte_stream_complete:   # read while decoding: no second read
-                            return files.inline_chunks(pobj.byte_stream[:n], st)
-                        return files.byte_stream_chunks(pk.mem, pobj.byte_pfns, n, st)
-
-                    def page_chunks(st, n, pobj=pobj):
-                        return files.page_stream_chunks(pk.mem, pobj.pages, n, st)
-
-                    streams = [("bytes", pobj.byte_len, byte_chunks),
-                               ("pages", pobj.pages.end_index * files.PAGE_SIZE, page_chunks)]
-                    for kind, full, factory in streams:
-                        stats = files.StreamStats()
-                        length = min(full, max_size)
-                        info = tarfile.TarInfo(f"{node_safe}/{label}.{kind}")
-                        info.mode = 0o600
-                        written, digest, tcols = self._emit(
-                            f"{node_safe}__{label}.{kind}", length,
-                            lambda f=factory, st=stats, n=length: f(st, n), stats, tar, info)
-                        if full > length:
-                            stats.truncated_from = full
-                        absent = renderers.NotApplicableValue()
-                        yield 0, base_row + (
-                            f"{label}.{kind}", stats.size, digest, written, absent, absent, absent,
-                            absent, absent, absent, absent, pobj.consumer, kind,
-                            pobj.pages.pages if kind == "pages" else len(pobj.byte_pfns),
-                            format_hints.Hex(pobj.obj.pfn), self._status(stats, pobj)) + tcols
+                    for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
+                        yield 0, self._row(node, node_safe, pobj, stream, tar)
                 logged = vol3.log_problems(pk, logged)
         finally:
             if tar is not None:
@@ -136,8 +88,34 @@ class Extract(interfaces.plugins.PluginInterface):
                 tar_fh.close()
         vol3.log_problems(pk, logged)
 
+    def _row(self, node, node_safe, pobj, stream, tar):
+        """Write one stream under -o (and into the tar) and return its row."""
+        stats = streams.StreamStats()
+        header = pobj.header
+        if header is not None:
+            name_safe = files.safe_component(header.name_raw)
+            info = tarfile.TarInfo(f"{node_safe}/{name_safe}")
+            info.mode = header.mode & 0o7777
+            info.uid, info.gid = header.uid, header.gid
+            info.mtime = header.mtime_ns / 1e9
+        else:
+            name_safe = stream.name
+            info = tarfile.TarInfo(f"{node_safe}/{name_safe}")
+            info.mode = 0o600
+        written, digest, tcols = self._emit(f"{node_safe}__{name_safe}", stream.length,
+                                            stream.chunks, stats, tar, info)
+        if header is not None:
+            meta = (stat.filemode(header.mode), f"{header.mode:o}", header.uid, header.gid,
+                    vol3.ns_to_datetime(header.atime_ns), vol3.ns_to_datetime(header.mtime_ns),
+                    vol3.ns_to_datetime(header.ctime_ns))
+        else:
+            meta = (renderers.NotApplicableValue(),) * 7
+        return (node.name, stream.name, stats.size, digest, written) + meta + (
+            pobj.consumer, stream.kind, stream.pages, format_hints.Hex(pobj.obj.pfn),
+            self._status(stats, pobj)) + tcols
+
     @staticmethod
-    def _status(stats: files.StreamStats, pobj) -> str:
+    def _status(stats: streams.StreamStats, pobj) -> str:
         notes = files.describe_stats(stats)
         if pobj.node.flags:
             notes.append("node save/load in progress")

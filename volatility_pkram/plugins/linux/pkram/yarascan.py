@@ -8,6 +8,8 @@ from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.pkram import audit
+from volatility_pkram.core import streams
+from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.output import files, streamscan
 from volatility_pkram.vol3 import glue as vol3
 
@@ -53,7 +55,7 @@ class YaraScan(interfaces.plugins.PluginInterface):
                 name="no_orphans", default=False, optional=True,
                 description="Do not scan orphan preserved pages"),
             requirements.IntRequirement(
-                name="max_file_size", default=files.DEFAULT_MAX_FILE_SIZE, optional=True,
+                name="max_file_size", default=streams.DEFAULT_MAX_FILE_SIZE, optional=True,
                 description="Scan at most this many bytes of one file"),
         ]
         if yarascan is not None:
@@ -76,40 +78,23 @@ class YaraScan(interfaces.plugins.PluginInterface):
         return yarascan.YaraScanner(rules=rules)
 
     def _file_hits(self, pk, scanner):
-        max_size = self.config.get("max_file_size") or files.DEFAULT_MAX_FILE_SIZE
+        max_size = self.config.get("max_file_size") or streams.DEFAULT_MAX_FILE_SIZE
         for node in pk.nodes():
             for pobj in pk.objects(node):
-                streams = []
-                if pobj.header is not None:
-                    size = min(pobj.header.size, max_size)
-                    streams.append((pobj.header.name, "file", streamscan.PageMap(stream=pobj.pages),
-                                    lambda st, p=pobj, n=size: files.page_stream_chunks(
-                                        pk.mem, p.pages, n, st, max_size=max_size)))
-                else:
-                    label = f"obj{pobj.seq:04d}"
-                    blen = min(pobj.byte_len, max_size)
-                    plen = min(pobj.pages.end_index * files.PAGE_SIZE, max_size)
-                    streams.append((f"{label}.bytes", "bytes", streamscan.PageMap(pfns=pobj.byte_pfns),
-                                    lambda st, p=pobj, n=blen: files.byte_stream_chunks(
-                                        pk.mem, p.byte_pfns, n, st)))
-                    streams.append((f"{label}.pages", "pages", streamscan.PageMap(stream=pobj.pages),
-                                    lambda st, p=pobj, n=plen: files.page_stream_chunks(
-                                        pk.mem, p.pages, n, st)))
-                for name, source, pmap, factory in streams:
-                    stats = files.StreamStats()
-                    for hit in streamscan.scan_chunks(factory(stats), scanner):
-                        phys = pmap.physical(hit.offset)
-                        yield (phys, hit, node.name, name, hit.offset,
-                               pmap.pieces(hit.offset, len(hit.data)), source)
+                for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
+                    pmap = stream.page_map
+                    for hit in streamscan.scan_chunks(stream.chunks(streams.StreamStats()), scanner):
+                        yield (pmap.physical(hit.offset), hit, node.name, stream.name, hit.offset,
+                               pmap.pieces(hit.offset, len(hit.data)), stream.kind)
 
     def _physical_hits(self, pk, scanner, runs, source, refmap):
         for hit in streamscan.scan_physical(pk.mem, runs, scanner):
             node = name = foff = None
-            owners = refmap.lookup(hit.offset >> files.PAGE_SHIFT) if refmap is not None else []
+            owners = refmap.lookup(hit.offset >> streams.PAGE_SHIFT) if refmap is not None else []
             for owner, idx in owners:
                 if owner.kind == audit.DATA and idx >= 0:
                     node, name = owner.node, owner.file
-                    foff = idx * files.PAGE_SIZE + (hit.offset & (files.PAGE_SIZE - 1))
+                    foff = idx * streams.PAGE_SIZE + (hit.offset & (streams.PAGE_SIZE - 1))
                     break
                 node, name = owner.node, owner.file or owner.kind
             yield (hit.offset, hit, node, name, foff, 1, source)
@@ -122,7 +107,7 @@ class YaraScan(interfaces.plugins.PluginInterface):
         if not (want_orphans or all_ranges):
             return
         summary = audit.AuditSummary()
-        orphans = [(f.start >> files.PAGE_SHIFT, f.pages)
+        orphans = [(f.start >> streams.PAGE_SHIFT, f.pages)
                    for f in audit.pkram_audit(pk, summary=summary)
                    if f.kind == "orphan" and f.start is not None]
         refmap = getattr(summary, "refmap", None)
