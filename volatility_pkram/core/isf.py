@@ -15,9 +15,9 @@ import json
 import struct
 from dataclasses import dataclass
 from importlib import resources
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
-__all__ = ["StructLayout", "ArrayField", "layouts", "isf_path"]
+__all__ = ["StructLayout", "ArrayField", "layouts", "isf_path", "named_layouts"]
 
 _INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
               (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
@@ -45,8 +45,11 @@ class StructLayout:
     """
 
     def __init__(self, name: str, size: int, scalars: Dict[str, Tuple[int, str]],
-                 arrays: Dict[str, ArrayField]):
+                 arrays: Dict[str, ArrayField],
+                 bitfields: Optional[Dict[str, Tuple[str, int, int]]] = None):
         self.name = name
+        #: bitfield members: name -> (hidden scalar holding the word, bit position, bit length)
+        self.bitfields = bitfields or {}
         self.size = size
         self.arrays = arrays
         self.offsets = {f: off for f, (off, _) in scalars.items()}
@@ -63,10 +66,18 @@ class StructLayout:
         self._struct = struct.Struct(fmt)
         #: bytes covered by the scalar fields (a prefix of the struct)
         self.scalar_span = self._struct.size
+        if self.bitfields:      # structs without bitfields keep the plain (hot) unpack
+            self.unpack = self._unpack_with_bitfields
 
     def unpack(self, buf: bytes | memoryview, base: int = 0) -> Dict[str, int]:
         """Unpack every scalar field of the struct at ``buf[base:]``."""
         return dict(zip(self._names, self._struct.unpack_from(buf, base)))
+
+    def _unpack_with_bitfields(self, buf: bytes | memoryview, base: int = 0) -> Dict[str, int]:
+        out = dict(zip(self._names, self._struct.unpack_from(buf, base)))
+        for field, (word, pos, length) in self.bitfields.items():
+            out[field] = (out[word] >> pos) & ((1 << length) - 1)
+        return out
 
     def field_size(self, field: str) -> int:
         if field in self.arrays:
@@ -102,9 +113,16 @@ def _compile(doc: Mapping) -> Dict[str, StructLayout]:
     for name, decl in user.items():
         scalars: Dict[str, Tuple[int, str]] = {}
         arrays: Dict[str, ArrayField] = {}
+        bitfields: Dict[str, Tuple[str, int, int]] = {}
         for field, spec in decl["fields"].items():
             t, off = spec["type"], spec["offset"]
-            if t["kind"] == "base":
+            if t["kind"] == "bitfield":
+                # several bitfields share one word: it is unpacked once, as a hidden scalar
+                b = base[t["type"]["name"]]
+                word = f"_word@{off}"
+                scalars[word] = (off, _INT_CODES[(b["size"], b["signed"])])
+                bitfields[field] = (word, t["bit_position"], t["bit_length"])
+            elif t["kind"] == "base":
                 b = base[t["name"]]
                 scalars[field] = (off, _INT_CODES[(b["size"], b["signed"])])
             elif t["kind"] == "array":
@@ -112,7 +130,7 @@ def _compile(doc: Mapping) -> Dict[str, StructLayout]:
                 arrays[field] = ArrayField(off, t["count"], type_size(sub), sub.get("name", sub["kind"]))
             else:
                 raise ValueError(f"{name}.{field}: unsupported ISF field kind {t['kind']!r}")
-        out[name] = StructLayout(name, decl["size"], scalars, arrays)
+        out[name] = StructLayout(name, decl["size"], scalars, arrays, bitfields)
     return out
 
 
@@ -122,4 +140,14 @@ def layouts(revision: int) -> Dict[str, StructLayout]:
     if revision not in (1, 2, 3):
         raise ValueError(f"unknown PKRAM revision {revision!r}")
     with isf_path(revision).open("r", encoding="utf-8") as fh:
+        return _compile(json.load(fh))
+
+
+@functools.lru_cache(maxsize=None)
+def named_layouts(name: str) -> Dict[str, StructLayout]:
+    """All struct layouts of ``symbols/<name>.json`` (e.g. ``kho-abi``)."""
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"bad ISF file name {name!r}")
+    path = resources.files("volatility_pkram.symbols").joinpath(f"{name}.json")
+    with path.open("r", encoding="utf-8") as fh:
         return _compile(json.load(fh))

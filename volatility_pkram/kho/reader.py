@@ -1,0 +1,155 @@
+"""The KHO/LUO state of a physical image: :func:`open_kho` and :class:`Kho`.
+
+Image -> :mod:`.locate` (every KHO FDT, setup_data, zero page) ->
+:mod:`.tree` (each FDT decoded) -> roles and moment -> sessions, memfds,
+ranges, audit. Nothing here imports volatility3.
+
+**Roles.** A KHO FDT whose own page is preserved by its own memory map
+(7.x ``kho_alloc_preserve``; 6.16 ``kho_finalize`` preserves it too) or that
+a ``SETUP_KEXEC_KHO`` entry names is *genuine*; other kho-v* pages (copies a
+reader of debugfs left behind, old generations) are ``stale``. Among genuine
+FDTs the newest (``kexec-metadata`` ``kexec_count``, then LUO
+``liveupdate_num``) is ``kho_out``: ``kho_init`` builds one in every
+KHO-enabled boot. An older genuine FDT that a setup_data entry names is
+``kho_in``: what this kernel received.
+
+**Moment.** With a ``kho_in`` the image is of the *next kernel* (booted by the
+hand-over; before userspace retrieval the received sessions are still
+described in memory). Without one it is of the *saving kernel*; a
+setup_data entry naming its ``kho_out`` says ``kexec_file_load`` had run, and
+LUO ``sessions_pa`` != 0 says ``liveupdate_reboot`` had serialised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from ..core.physmem import PAGE_SHIFT, PhysicalMemory
+from ..core.problems import Diagnostics
+from .locate import Located, locate
+from .luo import LuoFile, LuoSession
+from .memfd import MEMFD_COMPATS, Memfd, memfd_luo_ser
+from .tree import KhoTree, decode_tree
+
+__all__ = ["KhoNotFound", "Kho", "PreservedFile", "open_kho", "SAVING", "NEXT"]
+
+SAVING = "saving kernel"
+NEXT = "next kernel"
+
+
+class KhoNotFound(LookupError):
+    """No KHO FDT anywhere in the image."""
+
+
+@dataclass
+class PreservedFile:
+    """A LUO file with what its handler's data decodes to."""
+
+    tree: KhoTree
+    session: LuoSession
+    file: LuoFile
+    memfd: Optional[Memfd] = None
+
+    @property
+    def handler(self) -> str:
+        return "memfd" if self.file.compatible in MEMFD_COMPATS else "unknown"
+
+
+@dataclass
+class Kho:
+    """Everything found; build with :func:`open_kho`."""
+
+    mem: PhysicalMemory
+    diag: Diagnostics
+    located: Located
+    trees: List[KhoTree]
+    moment: str = SAVING
+    evidence: List[str] = field(default_factory=list)
+    _files: Optional[List[PreservedFile]] = None
+
+    @property
+    def kho_out(self) -> Optional[KhoTree]:
+        return next((t for t in self.trees if t.role == "kho_out"), None)
+
+    @property
+    def kho_in(self) -> Optional[KhoTree]:
+        return next((t for t in self.trees if t.role == "kho_in"), None)
+
+    @property
+    def primary(self) -> KhoTree:
+        """The hand-over the image is about: the received FDT in a next kernel, else ``kho_out``."""
+        return self.kho_in or self.kho_out or self.trees[0]
+
+    def files(self) -> List[PreservedFile]:
+        """Every preserved file of every genuine FDT's LUO state, primary first; memfds decoded."""
+        if self._files is None:
+            self._files = list(self._decode_files())
+        return self._files
+
+    def _decode_files(self) -> Iterator[PreservedFile]:
+        ordered = [self.primary] + [t for t in self.trees if t is not self.primary and t.role != "stale"]
+        for tree in ordered:
+            if tree.luo is None:
+                continue
+            order_of = tree.preserved.order_of() if tree.preserved else {}
+            for session in tree.luo.sessions:
+                for f in session.files:
+                    pf = PreservedFile(tree, session, f)
+                    if f.compatible in MEMFD_COMPATS:
+                        pf.memfd = memfd_luo_ser(self.mem, f.compatible, f.data, order_of, self.diag)
+                    yield pf
+
+    def sessions(self) -> Iterator[Tuple[KhoTree, LuoSession]]:
+        for tree in self.trees:
+            if tree.luo is not None and tree.role != "stale":
+                for s in tree.luo.sessions:
+                    yield tree, s
+
+
+def _assign_roles(kho: Kho) -> None:
+    trees = kho.trees
+    genuine = [t for t in trees if t.self_preserved or t.setups] or list(trees)
+    genuine.sort(key=lambda t: (t.generation, t.self_preserved, t.phys), reverse=True)
+    newest = genuine[0]
+    newest.role = "kho_out"
+    older = [t for t in genuine[1:] if t.setups and t.generation < newest.generation]
+    ev = kho.evidence
+    ev.append(f"kho_out 0x{newest.phys:x}: newest genuine KHO FDT ({newest.generation_text()}"
+              f"{', preserved by its own map' if newest.self_preserved else ''})")
+    if older:
+        received = older[0]
+        received.role = "kho_in"
+        kho.moment = NEXT
+        ev.append(f"kho_in 0x{received.phys:x}: older FDT ({received.generation_text()}) named by "
+                  f"SETUP_KEXEC_KHO at 0x{received.setups[0].phys:x} ({received.setups[0].via})")
+        return
+    kho.moment = SAVING
+    ev.append("no older FDT named by setup_data: no hand-over was received")
+    if newest.setups:
+        ev.append(f"SETUP_KEXEC_KHO at 0x{newest.setups[0].phys:x} names kho_out: kexec_file_load had run")
+    if newest.luo is not None:
+        ev.append("LUO sessions serialised (liveupdate_reboot had run)" if newest.luo.serialized
+                  else "LUO sessions not serialised yet (before liveupdate_reboot)")
+    if newest.generation == (0, 0) and newest.setups:
+        ev.append("no generation numbers (kho-v1): a next kernel before it builds its own FDT "
+                  "looks the same; the moment is a guess")
+
+
+def open_kho(mem: PhysicalMemory, diag: Optional[Diagnostics] = None,
+             extra_fdts: Optional[List[int]] = None) -> Kho:
+    """Find and decode every KHO FDT in ``mem``; raise :class:`KhoNotFound` if there is none."""
+    diag = diag if diag is not None else Diagnostics()
+    located = locate(mem, diag, extra_fdts)
+    if not located.fdts:
+        why = "; ".join(f"0x{p:x}: {w}" for p, w in located.rejected[:4])
+        raise KhoNotFound("no KHO FDT (root compatible kho-v*) in the image"
+                          + (f" (rejected: {why})" if why else ""))
+    trees = [decode_tree(mem, blob, located.setups, diag) for blob in located.fdts]
+    kho = Kho(mem, diag, located, trees)
+    _assign_roles(kho)
+    return kho
+
+
+def pfn_of(phys: int) -> int:
+    return phys >> PAGE_SHIFT
