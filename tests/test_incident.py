@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from volatility_pkram.core import streams
 from volatility_pkram.output import files
-from volatility_pkram.pkram.audit import subtract_runs
+from volatility_pkram.core.ranges import subtract_runs
 from volatility_pkram.output.streamscan import scan_chunks
 
 from conftest import runs_of_pages

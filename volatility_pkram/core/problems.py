@@ -3,6 +3,10 @@
 A walk over hostile or damaged evidence must not unwind on the first bad
 pointer: it records a :class:`Problem` (what, where, how bad) and goes on with
 what can still be read. Exceptions are kept for our own bugs and bad arguments.
+
+Where a problem lies is structured (:class:`Place`: node, object, file, or a
+named place outside the object graph), so that a consumer such as the audit
+reads the node and file as fields, never by splitting a string.
 """
 
 from __future__ import annotations
@@ -10,11 +14,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
-__all__ = ["INFO", "WARNING", "ERROR", "Problem", "Diagnostics"]
+__all__ = ["INFO", "WARNING", "ERROR", "Place", "NOWHERE", "Problem", "Diagnostics"]
 
+# Severities of walker problems, least to most alarming. The audit grades its
+# own findings on a finer scale (info, low, medium, high: pkram.audit) and maps
+# these onto it.
 INFO = "info"
 WARNING = "warning"
 ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a problem lies: in a node, one of its objects (by list position), a file; or elsewhere.
+
+    ``str(place)`` is the form shown to analysts: ``node``, ``node obj#3``,
+    ``node/file``, or the ``label`` of a place outside the node graph
+    (``region list``).
+    """
+
+    node: Optional[str] = None
+    obj_seq: Optional[int] = None
+    file: Optional[str] = None
+    label: str = ""
+
+    def __str__(self) -> str:
+        if self.node is None:
+            return self.label
+        if self.file is not None:
+            return f"{self.node}/{self.file}"
+        if self.obj_seq is not None:
+            return f"{self.node} obj#{self.obj_seq}"
+        return self.node
+
+    @property
+    def node_label(self) -> Optional[str]:
+        """The node, and the object's position in it when no file name is known."""
+        if self.node is None:
+            return None
+        return self.node if self.file is not None or self.obj_seq is None else str(self)
+
+
+NOWHERE = Place()
 
 
 @dataclass(frozen=True)
@@ -25,7 +66,12 @@ class Problem:
     severity: str
     message: str
     pfn: Optional[int] = None
-    context: str = ""
+    place: Place = NOWHERE
+
+    @property
+    def context(self) -> str:
+        """The place as shown to analysts (empty when the problem is not tied to one)."""
+        return str(self.place)
 
     def __str__(self) -> str:
         where = f" [pfn 0x{self.pfn:x}]" if self.pfn is not None else ""
@@ -46,8 +92,11 @@ class Diagnostics:
         self.dropped = 0
 
     def add(self, kind: str, severity: str, message: str, pfn: Optional[int] = None,
-            context: str = "") -> Problem:
-        problem = Problem(kind, severity, message, pfn, context)
+            place: Place = NOWHERE) -> Problem:
+        return self.record(Problem(kind, severity, message, pfn, place))
+
+    def record(self, problem: Problem) -> Problem:
+        """Keep ``problem`` (found by another walk) unless the limit is reached."""
         if len(self._items) < self.limit:
             self._items.append(problem)
         else:
@@ -63,4 +112,3 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self._items)
-

@@ -24,20 +24,21 @@ import bisect
 import calendar
 import stat
 import time
-from array import array
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import format as fmt
 from .carve import NODE as CARVED_NODE, classify_chunk
 from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
 from ..core.problems import ERROR, INFO, WARNING
 from .reader import Pkram, PreservedObject
+from ..core.ranges import subtract_runs
+from ..core.refmap import DATA, Owner, RefMap
 from ..output.triage import triage_bytes
 
 __all__ = [
-    "INFO_", "LOW", "MEDIUM", "HIGH", "SEVERITIES", "Finding", "Owner", "RefMap", "AuditSummary",
-    "pkram_audit", "subtract_runs", "metadata_findings",
+    "INFO_", "LOW", "MEDIUM", "HIGH", "SEVERITIES", "Finding", "AuditSummary",
+    "AuditResult", "audit_pkram", "pkram_audit", "metadata_findings",
 ]
 
 #: severities, least to most alarming
@@ -59,7 +60,6 @@ OBJ = "obj page"
 LINK = "link page"
 BYTE_LINK = "byte-stream link page"
 BYTES = "byte-stream page"
-DATA = "data page"
 METADATA_KINDS = frozenset({SUPER_BLOCK, PGD, TABLE, REGION_LIST, NODE, OBJ, LINK, BYTE_LINK})
 
 # Walker problems that the audit reports itself, more precisely.
@@ -79,112 +79,6 @@ class Finding:
     file: Optional[str]
     explanation: str
     index: Optional[int] = None      # page index inside the file, when the row is about one
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who references a page: a metadata role, or a data page of one object."""
-
-    kind: str
-    node: Optional[str] = None
-    file: Optional[str] = None
-    obj_pfn: int = 0
-    #: smaller = saved earlier (metadata first; objects oldest first)
-    age: int = 0
-
-    def describe(self, index: Optional[int] = None) -> str:
-        where = "/".join(p for p in (self.node, self.file) if p)
-        if self.kind == DATA and index is not None:
-            return f"page index {index} of {where}"
-        return f"{self.kind} of {where}" if where else self.kind
-
-
-class RefMap:
-    """Referenced page runs, sorted by PFN: ``(first_pfn, npages, owner, first_index)``.
-
-    ``first_index`` is the page index inside the owning file (-1 for
-    metadata). Built once by the audit; :meth:`lookup` bisects it.
-    """
-
-    def __init__(self) -> None:
-        self.start = array("Q")
-        self.count = array("Q")
-        self.owner = array("L")
-        self.index = array("q")
-        self.owners: List[Owner] = []
-        self._sorted = True
-
-    def add_owner(self, owner: Owner) -> int:
-        self.owners.append(owner)
-        return len(self.owners) - 1
-
-    def add(self, pfn: int, npages: int, owner_id: int, index: int = -1) -> None:
-        if self.start and pfn < self.start[-1]:
-            self._sorted = False
-        self.start.append(pfn)
-        self.count.append(npages)
-        self.owner.append(owner_id)
-        self.index.append(index)
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    def sort(self) -> None:
-        if self._sorted:
-            return
-        order = sorted(range(len(self.start)), key=self.start.__getitem__)
-        for name in ("start", "count", "owner", "index"):
-            col = getattr(self, name)
-            setattr(self, name, array(col.typecode, (col[i] for i in order)))
-        self._sorted = True
-
-    def merged(self) -> List[Tuple[int, int]]:
-        """The referenced set as maximal runs."""
-        self.sort()
-        out: List[List[int]] = []
-        for pfn, n in zip(self.start, self.count):
-            if out and pfn <= out[-1][0] + out[-1][1]:
-                out[-1][1] = max(out[-1][1], pfn + n - out[-1][0])
-            else:
-                out.append([pfn, n])
-        return [(a, b) for a, b in out]
-
-    def lookup(self, pfn: int, limit: int = 8) -> List[Tuple[Owner, int]]:
-        """Owners of page ``pfn`` with the page's index in the owner (-1 for metadata)."""
-        self.sort()
-        out = []
-        i = bisect.bisect_right(self.start, pfn) - 1
-        # runs are short and rarely overlap: look back a bounded distance
-        lo = max(i - 64, 0)
-        for j in range(i, lo - 1, -1):
-            s, n = self.start[j], self.count[j]
-            if s <= pfn < s + n:
-                idx = self.index[j]
-                out.append((self.owners[self.owner[j]], idx + (pfn - s) if idx >= 0 else -1))
-                if len(out) >= limit:
-                    break
-        return out
-
-
-def subtract_runs(runs: Sequence[Tuple[int, int]],
-                  minus: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    """``runs`` minus ``minus``; both ascending, disjoint ``(first, count)`` runs."""
-    out = []
-    j = 0
-    for start, n in runs:
-        pos, end = start, start + n
-        while j < len(minus) and minus[j][0] + minus[j][1] <= pos:
-            j += 1
-        k = j
-        while pos < end and k < len(minus) and minus[k][0] < end:
-            m_start, m_end = minus[k][0], minus[k][0] + minus[k][1]
-            if m_start > pos:
-                out.append((pos, m_start - pos))
-            pos = max(pos, m_end)
-            k += 1
-        if pos < end:
-            out.append((pos, end - pos))
-    return out
 
 
 @dataclass
@@ -424,16 +318,29 @@ def _classify_page(pk: Pkram, pfn: int) -> Tuple[str, str]:
     return f"holds {t.kind} (entropy {t.entropy:.2f})", MEDIUM
 
 
-def pkram_audit(pk: Pkram, now_ns: Optional[int] = None,
-                summary: Optional[AuditSummary] = None) -> Iterator[Finding]:
-    """Yield every audit finding of ``pk``, then informational summary rows.
+@dataclass
+class AuditResult:
+    """What :func:`audit_pkram` found.
 
-    Findings come in this order: metadata and walk findings, double
-    references, dangling and unreadable references, orphans, the walker's
-    own problems, then the ``summary`` rows. Pass an :class:`AuditSummary`
-    to receive the totals (and, through ``summary.refmap``, the reference
-    map) as well.
+    ``findings`` in report order: metadata and walk findings, double
+    references, dangling and unreadable references, unchained nodes and
+    orphans, the walker's own problems, then the two ``summary`` rows.
+    ``references`` answers "who references this page?" for later analyses
+    (YARA hits in preserved ranges).
     """
+
+    findings: List[Finding]
+    summary: AuditSummary
+    references: RefMap
+
+    def orphan_runs(self) -> List[Tuple[int, int]]:
+        """``(first_pfn, npages)`` of every orphan finding, in report order."""
+        return [(f.start >> PAGE_SHIFT, f.pages) for f in self.findings
+                if f.kind == "orphan" and f.start is not None]
+
+
+def audit_pkram(pk: Pkram, now_ns: Optional[int] = None) -> AuditResult:
+    """Compare the preserved set of ``pk`` with its referenced set; see :class:`AuditResult`."""
     if now_ns is None:
         now_ns = time.time_ns()
     diag_before = len(pk.diag)
@@ -442,50 +349,66 @@ def pkram_audit(pk: Pkram, now_ns: Optional[int] = None,
     walk.run(now_ns)
     refs = walk.refs
     refs.sort()
-    counts: Dict[str, int] = {}
-
-    def emit(f: Finding):
-        counts[f.severity] = counts.get(f.severity, 0) + 1
-        return f
-
-    for f in walk.findings:
-        yield emit(f)
-    yield from map(emit, _double_references(refs))
-    yield from map(emit, _dangling(pk, refs, preserved))
+    findings = list(walk.findings)
+    findings += _double_references(refs)
+    findings += _dangling(pk, refs, preserved)
     referenced = refs.merged()
-    yield from map(emit, _unreadable(pk, refs, referenced))
-    orphans = subtract_runs(preserved, referenced)
-    if orphans:
-        for f, claimed in _unchained_nodes(pk, orphans, now_ns):
-            yield emit(f)
-            orphans = subtract_runs(orphans, claimed)
-    for pfn, n in orphans:
-        yield emit(_orphan_finding(pk, pfn, n))
-    for p in pk.diag.since(diag_before):
-        if p.kind in _SUPERSEDED:
-            continue
-        sev = _DIAG_SEVERITY.get(p.severity, MEDIUM)
-        start = p.pfn << PAGE_SHIFT if p.pfn is not None and p.pfn < (1 << 52) else None
-        node, _, file = p.context.partition("/")
-        yield emit(Finding(p.kind, sev, start, 1 if start is not None else 0, node or None,
-                           file or None, p.message))
+    findings += _unreadable(pk, refs, referenced)
+    findings += _orphans(pk, subtract_runs(preserved, referenced), now_ns)
+    findings += _walker_findings(pk.diag.since(diag_before))
     s = walk.summary
     s.preserved_runs = len(preserved)
     s.preserved_pages = sum(n for _p, n in preserved)
     s.referenced_pages = sum(n for _p, n in referenced)
-    s.counts = counts
+    for f in findings:
+        s.counts[f.severity] = s.counts.get(f.severity, 0) + 1
+    findings += _summary_rows(s)
+    return AuditResult(findings, s, refs)
+
+
+def pkram_audit(pk: Pkram, now_ns: Optional[int] = None,
+                summary: Optional[AuditSummary] = None) -> Iterator[Finding]:
+    """The findings of :func:`audit_pkram`; ``summary`` receives its totals and ``refmap``."""
+    result = audit_pkram(pk, now_ns)
     if summary is not None:
-        summary.__dict__.update(s.__dict__)
-        summary.refmap = refs   # type: ignore[attr-defined]
-    alarming = sum(v for k, v in counts.items() if k != INFO_)
-    yield Finding("summary", INFO_, None, s.preserved_pages, None, None,
-                  f"{s.preserved_pages} preserved pages in {s.preserved_runs} ranges; "
-                  f"{s.referenced_pages} pages referenced ({s.metadata_pages} metadata) by "
-                  f"{s.nodes} nodes, {s.objects} objects ({s.files} tmpfs files)")
+        summary.__dict__.update(result.summary.__dict__)
+        summary.refmap = result.references   # type: ignore[attr-defined]
+    yield from result.findings
+
+
+def _orphans(pk: Pkram, orphans: List[Tuple[int, int]], now_ns: int) -> Iterator[Finding]:
+    """Unchained nodes among the orphan pages (each explains its pages), then the rest."""
+    if orphans:
+        for f, claimed in _unchained_nodes(pk, orphans, now_ns):
+            yield f
+            orphans = subtract_runs(orphans, claimed)
+    for pfn, n in orphans:
+        yield _orphan_finding(pk, pfn, n)
+
+
+def _walker_findings(problems) -> Iterator[Finding]:
+    """The walker's problems as audit rows, graded on the audit's scale (those it reports better are left out)."""
+    for p in problems:
+        if p.kind in _SUPERSEDED:
+            continue
+        start = p.pfn << PAGE_SHIFT if p.pfn is not None and p.pfn < (1 << 52) else None
+        place = p.place
+        node = place.node_label if place.node is not None else (place.label or None)
+        yield Finding(p.kind, _DIAG_SEVERITY.get(p.severity, MEDIUM), start,
+                      1 if start is not None else 0, node, place.file, p.message)
+
+
+def _summary_rows(s: AuditSummary) -> List[Finding]:
+    """The totals, and the verdict."""
+    alarming = sum(v for k, v in s.counts.items() if k != INFO_)
     verdict = ("the preserved set and the referenced set agree; no anomaly found" if not alarming
-               else "findings: " + ", ".join(f"{counts[k]} {k}" for k in reversed(SEVERITIES)
-                                             if counts.get(k) and k != INFO_))
-    yield Finding("summary", INFO_, None, 0, None, None, verdict)
+               else "findings: " + ", ".join(f"{s.counts[k]} {k}" for k in reversed(SEVERITIES)
+                                             if s.counts.get(k) and k != INFO_))
+    return [Finding("summary", INFO_, None, s.preserved_pages, None, None,
+                    f"{s.preserved_pages} preserved pages in {s.preserved_runs} ranges; "
+                    f"{s.referenced_pages} pages referenced ({s.metadata_pages} metadata) by "
+                    f"{s.nodes} nodes, {s.objects} objects ({s.files} tmpfs files)"),
+            Finding("summary", INFO_, None, 0, None, None, verdict)]
 
 
 def _double_references(refs: RefMap) -> Iterator[Finding]:

@@ -8,23 +8,21 @@ hold (:meth:`Pkram.objects`).
 
 from __future__ import annotations
 
-import bisect
-import operator
-from array import array
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Iterable, Iterator, List, MutableSequence, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..core import streams
+from ..core.chains import read_meta_page
+from ..core.physmem import PAGE_SIZE, PhysicalMemory
+from ..core.problems import ERROR, INFO, WARNING, Diagnostics, Place
+from ..core.ranges import RangeTable, merge_ranges
+from ..core.streams import PageStream
 from . import format as fmt
-from .lists import (PageStream, byte_stream_pfns, page_stream, pkram_nodes, pkram_objs,
-                    read_meta_page)
+from .lists import byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
 from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
-from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
-from ..core.problems import ERROR, INFO, WARNING, Diagnostics
 from .regions import RegionList, pkram_regions
 
-__all__ = ["Range", "RangeTable", "merge_ranges", "PreservedObject", "Pkram", "detect_v2_v3"]
+__all__ = ["PreservedObject", "Pkram", "detect_v2_v3"]
 
 #: byte streams larger than this are not read whole into memory
 BYTE_STREAM_INLINE_MAX = 1 << 20
@@ -33,23 +31,6 @@ SOURCE_PAGETABLE = "pagetable"
 SOURCE_REGION_LIST = "region list"
 SOURCE_SUPER_BLOCK = "super block"
 SOURCE_PGD = "pagetable root"
-
-
-@dataclass(frozen=True)
-class Range:
-    """A maximal run of preserved pages."""
-
-    first_pfn: int
-    pages: int
-    sources: Tuple[str, ...]
-
-    @property
-    def start(self) -> int:
-        return self.first_pfn << PAGE_SHIFT
-
-    @property
-    def size(self) -> int:
-        return self.pages << PAGE_SHIFT
 
 
 @dataclass
@@ -84,136 +65,6 @@ class PreservedObject:
     @property
     def name(self) -> str:
         return self.header.name if self.header else f"obj{self.seq:04d}"
-
-
-class RangeTable(Sequence[Range]):
-    """Maximal runs of preserved pages, ascending, held in columns.
-
-    A scattered 64 GiB image has a quarter of a million runs; they are kept
-    as two columns of ints (lists, or ``array('Q')`` from a table walk) and a
-    byte of source bits per run instead of a :class:`Range` object each.
-    Indexing and iteration still give :class:`Range` objects, made on demand.
-    """
-
-    def __init__(self, labels: Sequence[str]):
-        #: source labels; a run's sources are a subset of them, in this order
-        self.labels = tuple(labels)
-        #: list or ``array('Q')`` columns
-        self.first_pfns: MutableSequence[int] = []
-        self.counts: MutableSequence[int] = []
-        if len(self.labels) > 8:
-            raise ValueError("a RangeTable takes at most 8 source labels")
-        #: per run, bit k set: labels[k] describes (part of) the run (a byte per run)
-        self.masks: MutableSequence[int] = array("B")
-
-    def __len__(self) -> int:
-        return len(self.first_pfns)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        return Range(self.first_pfns[i], self.counts[i], self.sources(i))
-
-    def sources(self, i: int) -> Tuple[str, ...]:
-        """What describes run ``i``: one or more of :attr:`labels`."""
-        mask = self.masks[i]
-        return tuple(label for k, label in enumerate(self.labels) if mask >> k & 1)
-
-    def runs(self) -> List[Tuple[int, int]]:
-        """``(first_pfn, npages)`` per run."""
-        return list(zip(self.first_pfns, self.counts))
-
-    @property
-    def total_pages(self) -> int:
-        return sum(self.counts)
-
-
-def merge_ranges(groups: Sequence[Tuple[str, Sequence[int], Sequence[int]]],
-                 maximal: Sequence[str] = ()) -> RangeTable:
-    """Merge labelled runs into maximal runs with their sources.
-
-    Each group is ``(label, first_pfns, counts)``. Overlapping and adjacent
-    runs merge. The largest group is usually already sorted and maximal (an
-    identity-map walk, a region list); it is then taken as it is and the few
-    runs of the other groups are merged into it one by one, so the cost
-    does not grow with its length. Otherwise all runs are sorted and swept.
-    Groups labelled in ``maximal`` are known sorted and maximal (an
-    :class:`~volatility_pkram.pkram.pagetable.IdentityMap`, a
-    :attr:`~volatility_pkram.pkram.regions.RegionList.maximal` region list): they
-    are not checked. ``array('Q')`` columns stay arrays in the table.
-    """
-    table = RangeTable([label for label, _s, _c in groups])
-    if not groups:
-        return table
-    sizes = [len(starts) for _, starts, _c in groups]
-    big = max(range(len(groups)), key=sizes.__getitem__)
-    _, starts, counts = groups[big]
-    if sum(sizes) - sizes[big] <= 64 and (groups[big][0] in maximal or _is_maximal(starts, counts)):
-        table.first_pfns, table.counts = _copy(starts), _copy(counts)
-        table.masks = array("B", [1 << big]) * len(starts)
-        for k, (_, other_starts, other_counts) in enumerate(groups):
-            if k != big:
-                for pfn, n in zip(other_starts, other_counts):
-                    _merge_one(table, pfn, n, 1 << k)
-        return table
-    tagged = sorted((pfn, n, 1 << k) for k, (_, group_starts, group_counts) in enumerate(groups)
-                    for pfn, n in zip(group_starts, group_counts))
-    cur_pfn, cur_end, cur_mask = -1, -1, 0
-    for pfn, n, bit in tagged:
-        if pfn <= cur_end:
-            cur_end = max(cur_end, pfn + n)
-            cur_mask |= bit
-            continue
-        if cur_end >= 0:
-            _append(table, cur_pfn, cur_end - cur_pfn, cur_mask)
-        cur_pfn, cur_end, cur_mask = pfn, pfn + n, bit
-    if cur_end >= 0:
-        _append(table, cur_pfn, cur_end - cur_pfn, cur_mask)
-    return table
-
-
-def _copy(column: Sequence[int]) -> MutableSequence[int]:
-    """A mutable copy; an ``array('Q')`` stays one (a memory copy, no int per run)."""
-    return array("Q", column) if isinstance(column, array) else list(column)
-
-
-def _is_maximal(starts: Sequence[int], counts: Sequence[int]) -> bool:
-    """Runs sorted, non-empty, neither overlapping nor adjacent (checked in C)."""
-    if not starts:
-        return True
-    ends = list(map(operator.add, starts, counts))
-    return min(counts) > 0 and all(map(operator.gt, islice(starts, 1, None), ends))
-
-
-def _append(table: RangeTable, pfn: int, n: int, mask: int) -> None:
-    table.first_pfns.append(pfn)
-    table.counts.append(n)
-    table.masks.append(mask)
-
-
-def _merge_one(table: RangeTable, pfn: int, n: int, bit: int) -> None:
-    """Merge one run into a maximal table, keeping it maximal."""
-    starts, counts, masks = table.first_pfns, table.counts, table.masks
-    i = bisect.bisect_right(starts, pfn) - 1          # last run starting at or before pfn
-    lo = i if i >= 0 and starts[i] + counts[i] >= pfn else i + 1   # first run it overlaps or touches
-    end = pfn + n
-    hi = lo                                            # runs lo..hi-1 merge with the new one
-    while hi < len(starts) and starts[hi] <= end:
-        hi += 1
-    if hi == lo:                                       # a run of its own
-        starts.insert(lo, pfn)
-        counts.insert(lo, n)
-        masks.insert(lo, bit)
-        return
-    new_start = min(pfn, starts[lo])
-    new_end = max(end, starts[hi - 1] + counts[hi - 1])
-    mask = bit
-    for m in masks[lo:hi]:
-        mask |= m
-    del starts[lo + 1:hi], counts[lo + 1:hi], masks[lo + 1:hi]
-    starts[lo], counts[lo], masks[lo] = new_start, new_end - new_start, mask
 
 
 def detect_v2_v3(mem: PhysicalMemory, sb: fmt.SuperBlock, limit_objs: int = 512,
@@ -301,7 +152,7 @@ class Pkram:
             self._paging = infer_paging_levels(self.mem, self.sb.pgd_pfn, self._paging_levels,
                                                encoding=V1 if self.revision == 1 else SLAB)
             for p in self._paging.table.diag:
-                self.diag.add(p.kind, p.severity, p.message, p.pfn, p.context)
+                self.diag.record(p)
         return self._paging
 
     @property
@@ -384,27 +235,26 @@ class Pkram:
 
     def objects(self, node: fmt.Node) -> Iterator[PreservedObject]:
         """Decode every object of ``node``: byte stream, file header, page stream."""
-        ctx_node = node.name
         if node.flags:
             self.diag.add("unfinished-node", WARNING, f"node flags 0x{node.flags:x} "
                           f"({fmt.NodeFlags.describe(node.flags)}); the kernel would not hand it over",
-                          node.pfn, ctx_node)
+                          node.pfn, Place(node.name))
         for seq, obj in enumerate(pkram_objs(self.mem, node, self.revision, self.diag)):
             before = len(self.diag)
-            ctx = f"{ctx_node} obj#{seq}"
+            ctx = Place(node.name, obj_seq=seq)
             byte_links: List[int] = []
             pfns = byte_stream_pfns(self.mem, obj, self.diag, ctx, byte_links)
             byte_len = self._byte_len(obj, pfns, ctx)
             data, missing = self._read_inline(pfns, byte_len, obj, ctx)
             header = fmt.decode_file_header(data) if not missing else None
             if header is not None:
-                ctx = f"{ctx_node}/{header.name}"
+                ctx = Place(node.name, obj_seq=seq, file=header.name)
             stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
             found = self.diag.since(before)
             yield PreservedObject(node, obj, seq, pfns, byte_len, data, missing, stream, header, found,
                                   byte_links)
 
-    def _byte_len(self, obj: fmt.Obj, pfns: List[int], ctx: str) -> int:
+    def _byte_len(self, obj: fmt.Obj, pfns: List[int], ctx: Place) -> int:
         """``data_len``, capped by the pages that carry the stream (v1: one page)."""
         capacity = len(pfns) * PAGE_SIZE
         if obj.data_len > capacity:
@@ -413,7 +263,7 @@ class Pkram:
             return capacity
         return obj.data_len
 
-    def _read_inline(self, pfns: List[int], byte_len: int, obj: fmt.Obj, ctx: str) -> Tuple[bytes, int]:
+    def _read_inline(self, pfns: List[int], byte_len: int, obj: fmt.Obj, ctx: Place) -> Tuple[bytes, int]:
         """The first BYTE_STREAM_INLINE_MAX bytes of a byte stream, and how many were missing."""
         stats = streams.StreamStats()
         chunks = streams.byte_stream_chunks(self.mem, pfns, min(byte_len, BYTE_STREAM_INLINE_MAX), stats)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import sys
 from array import array
 from dataclasses import dataclass, field
-from itertools import islice, repeat
-from operator import add, ge, gt, rshift, sub
-from typing import List, Optional, Sequence, Tuple
+from itertools import repeat
+from operator import add, rshift, sub
+from typing import List, Sequence, Tuple
 
 from . import format as fmt
 from ..core import isf
-from .lists import walk_chain
-from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, page_aligned, page_numbers
-from ..core.problems import ERROR, WARNING, Diagnostics
+from ..core.chains import follow_pages
+from .bulk import page_regions_bulk
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, page_numbers
+from ..core.problems import ERROR, WARNING, Diagnostics, Place
 
 __all__ = ["RegionList", "pkram_regions"]
 
@@ -58,106 +59,110 @@ class RegionList:
         return list(zip(*self.columns()))
 
 
-def _clean_page(bases: array, sizes: array, last_end: int) -> Optional[bool]:
-    """Whether the regions of a page can be taken without a finding: page
-    aligned, each at or above the end of the one before (and ``last_end``),
-    inside any physical address space. None if not; else whether each is
-    strictly above the one before (disjoint)."""
-    if not bases:
-        return True
-    ends = list(map(add, bases, sizes))
-    if ends[-1] > _PHYS_LIMIT or not page_aligned(bases, sizes):
-        return None
-    if bases[0] > last_end and all(map(gt, islice(bases, 1, None), ends)):
-        return True
-    if bases[0] >= last_end and all(map(ge, islice(bases, 1, None), ends)):
-        return False
-    return None
+@dataclass(frozen=True)
+class RegionListPage:
+    """One ``struct pkram_region_list`` page: its link fields and its regions as columns."""
+
+    pfn: int
+    prev_pfn: int
+    next_pfn: int
+    bases: array
+    sizes: array
 
 
-def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) -> RegionList:
-    """Read ``pkram_region_list`` pages from ``sb.region_list_pfn`` (ascending regions)."""
+def decode_region_list_page(page: bytes, pfn: int) -> RegionListPage:
+    """Decode a ``struct pkram_region_list`` page (v2 10/43, v3 09/21): all 255 entries."""
     lay = isf.layouts(2)["pkram_region_list"]
     reg = isf.layouts(2)["pkram_region"]
     arr = lay.arrays["regions"]
     if arr.element_size % 8 or reg.offsets["base"] % 8 or reg.offsets["size"] % 8:
         raise ValueError("pkram_region fields are not 8-byte words")
     per_entry = arr.element_size // 8
-    base_at, size_at = reg.offsets["base"] // 8, reg.offsets["size"] // 8
-    result = RegionList()
-    remaining = sb.nr_regions
+    words = array("Q", page[arr.offset:arr.offset + arr.size])
+    if sys.byteorder != "little":
+        words.byteswap()
+    head = lay.unpack(page)
+    return RegionListPage(pfn, head["prev_pfn"], head["next_pfn"],
+                          words[reg.offsets["base"] // 8::per_entry],
+                          words[reg.offsets["size"] // 8::per_entry])
+
+
+def _next_list_page(page: RegionListPage) -> int:
+    return page.next_pfn
+
+
+class _ListReader:
+    """The state of one pass over the region list: what is left to read, where the last region ended."""
+
+    def __init__(self, sb: fmt.SuperBlock, diag: Diagnostics):
+        self.result = RegionList(maximal=True)    # until a page says otherwise
+        self.remaining = sb.nr_regions
+        self.last_end = -1
+        self.diag = diag
+
+    def take(self, page: RegionListPage) -> bool:
+        """Take the regions of one page; True when the list ends on it."""
+        usable = page_regions_bulk(page.bases, page.sizes, self.remaining, self.last_end)
+        if usable is None:
+            self.result.maximal = False          # not claimed: merge_ranges checks
+            return self._one_by_one(page)
+        count, disjoint = usable
+        self.result.maximal &= disjoint
+        self.result.bases.extend(page.bases[:count])
+        self.result.sizes.extend(page.sizes[:count])
+        self.remaining -= count
+        if count:
+            self.last_end = page.bases[count - 1] + page.sizes[count - 1]
+        # stopped early by an empty entry or by nr_regions: the list ends here
+        return count < len(page.sizes)
+
+    def _one_by_one(self, page: RegionListPage) -> bool:
+        """The reference reading, as ``pkram_reserve_regions()``: each region checked and named."""
+        for base, size in zip(page.bases, page.sizes):
+            if self.remaining == 0 or size == 0:
+                return True
+            self.remaining -= 1
+            self._region(page.pfn, base, size)
+        return False
+
+    def _region(self, pfn: int, base: int, size: int) -> None:
+        diag, where = self.diag, Place(label="region list")
+        if base + size > _PHYS_LIMIT:
+            diag.add("pfn-out-of-range", ERROR, f"region 0x{base:x}+0x{size:x} is beyond "
+                     "any physical address", pfn, where)
+            return
+        if base < self.last_end:
+            diag.add("unsorted-region", WARNING, f"region 0x{base:x}+0x{size:x} is not above "
+                     "the previous one", pfn, where)
+        if base & (PAGE_SIZE - 1) or size & (PAGE_SIZE - 1):
+            diag.add("unaligned-region", WARNING, f"region 0x{base:x}+0x{size:x} is not "
+                     "page aligned", pfn, where)
+        self.result.bases.append(base)
+        self.result.sizes.append(size)
+        self.last_end = base + size
+
+
+def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) -> RegionList:
+    """Read ``pkram_region_list`` pages from ``sb.region_list_pfn`` (ascending regions)."""
+    where = Place(label="region list")
     plausible_count = sb.nr_regions <= mem.max_pfn
     if not plausible_count:
         diag.add("bad-nr-regions", ERROR, f"nr_regions {sb.nr_regions} is more than the image has "
                  "pages; reading until the first empty entry", sb.pfn)
-    result.maximal = True        # until a page says otherwise
-    last_end = -1
-    walk = walk_chain(mem, sb.region_list_pfn, "region-list", diag, "region list")
-    try:
-        pfn, page = next(walk)
-        while True:
-            result.list_pfns.append(pfn)
-            head = lay.unpack(page)
-            result.prev_pfns.append(head["prev_pfn"])
-            done = False
-            # the page's entries in bulk: up to the first empty one or nr_regions
-            words = array("Q", page[arr.offset:arr.offset + arr.size])
-            if sys.byteorder != "little":
-                words.byteswap()
-            bases, sizes = words[base_at::per_entry], words[size_at::per_entry]
-            try:
-                usable = sizes.index(0)
-            except ValueError:
-                usable = len(sizes)
-            if usable > remaining:
-                usable = remaining
-            disjoint = _clean_page(bases[:usable], sizes[:usable], last_end)
-            if disjoint is not None:
-                result.maximal &= disjoint
-                result.bases.extend(bases[:usable])
-                result.sizes.extend(sizes[:usable])
-                remaining -= usable
-                if usable:
-                    last_end = bases[usable - 1] + sizes[usable - 1]
-                # stopped early by an empty entry or by nr_regions: the list ends here
-                done = usable < len(sizes)
-                entries = 0
-            else:
-                entries = len(sizes)     # one by one, naming each problem
-                result.maximal = False   # not claimed: merge_ranges checks
-            for i in range(entries):
-                if remaining == 0:
-                    done = True
-                    break
-                base, size = bases[i], sizes[i]
-                if size == 0:
-                    done = True
-                    break
-                remaining -= 1
-                if base + size > _PHYS_LIMIT:
-                    diag.add("pfn-out-of-range", ERROR, f"region 0x{base:x}+0x{size:x} is beyond "
-                             "any physical address", pfn, "region list")
-                    continue
-                if base < last_end:
-                    diag.add("unsorted-region", WARNING, f"region 0x{base:x}+0x{size:x} is not above "
-                             "the previous one", pfn, "region list")
-                if base & (PAGE_SIZE - 1) or size & (PAGE_SIZE - 1):
-                    diag.add("unaligned-region", WARNING, f"region 0x{base:x}+0x{size:x} is not "
-                             "page aligned", pfn, "region list")
-                result.bases.append(base)
-                result.sizes.append(size)
-                last_end = base + size
-            if done:
-                # Trailing list pages are normal (the kernel over-estimates how many it
-                # needs); walking them to the end still catches a loop in the chain.
-                while True:
-                    pfn, page = walk.send(lay.unpack(page)["next_pfn"])
-                    result.list_pfns.append(pfn)
-            pfn, page = walk.send(head["next_pfn"])
-    except StopIteration:
-        pass
+    reader = _ListReader(sb, diag)
+    done = False
+    for page in follow_pages(mem, sb.region_list_pfn, "region-list", diag,
+                             decode_region_list_page, _next_list_page, where):
+        reader.result.list_pfns.append(page.pfn)
+        if done:
+            # Trailing list pages are normal (the kernel over-estimates how many it
+            # needs); walking them to the end still catches a loop in the chain.
+            continue
+        reader.result.prev_pfns.append(page.prev_pfn)
+        done = reader.take(page)
+    result = reader.result
     if plausible_count and len(result.bases) != sb.nr_regions:
         diag.add("region-count-mismatch", WARNING, f"nr_regions is {sb.nr_regions} but the list "
                  f"holds {len(result.bases)} usable entries (a truncated list makes the kernel log "
-                 "'no more pkram_region_list pages')", sb.region_list_pfn, "region list")
+                 "'no more pkram_region_list pages')", sb.region_list_pfn, where)
     return result
