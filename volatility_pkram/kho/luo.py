@@ -46,7 +46,7 @@ class LuoFile:
     session: str
     index: int
     compatible: str
-    token: int
+    token: Optional[int]    # None: a memfd found by its shape, no file record names it
     data: int               # handler-private u64: the memfd handler's phys of memfd_luo_ser
     entry_phys: int
     clean: bool = True      # compatible was a terminated printable string

@@ -122,45 +122,68 @@ def memfd_luo_ser(mem: PhysicalMemory, compatible: str, phys: int, order_of: Dic
     return memfd
 
 
+def _infer_order(index: int, pfn: int, gap: int) -> int:
+    """The largest folio order that fits ``gap`` pages and both alignments (index and PFN)."""
+    order = 0
+    while (order < 9 and 1 << (order + 1) <= gap and not index % (1 << (order + 1))
+           and not pfn % (1 << (order + 1))):
+        order += 1
+    return order
+
+
+def _records(memfd: Memfd, blob: bytes, rec_l, order_of: Dict[int, int]) -> List[list]:
+    """``[index, pfn, order or None, flags]`` per non-empty record, sorted by index.
+
+    A PFN the map does not hold gets its order from the gap to the next
+    index (``memfd_pin_folios`` fills every index below the size): the
+    received map may be gone in a next-kernel image (its nodes are freed).
+    """
+    recs = []
+    for off in range(0, len(blob) - rec_l.size + 1, rec_l.size):
+        rec = rec_l.unpack(blob, off)
+        if rec["pfn"]:
+            recs.append([rec["index"], rec["pfn"], order_of.get(rec["pfn"]), rec["flags"]])
+    recs.sort()
+    end_index = (memfd.size + PAGE_SIZE - 1) // PAGE_SIZE
+    unknown = 0
+    for i, rec in enumerate(recs):
+        if rec[2] is None:
+            unknown += 1
+            nxt = recs[i + 1][0] if i + 1 < len(recs) else max(end_index, rec[0] + 1)
+            rec[2] = _infer_order(rec[0], rec[1], nxt - rec[0])
+    if unknown and order_of:
+        memfd.problems.append(f"{unknown} folio(s) not in the KHO map (dangling; order from the indices)")
+    elif unknown:
+        memfd.problems.append(f"no KHO map: {unknown} folio order(s) inferred from the indices")
+    return recs
+
+
 def _folios(memfd: Memfd, blob: bytes, rec_l, order_of: Dict[int, int], mem: PhysicalMemory,
             diag: Diagnostics) -> None:
     """Records -> the page stream sorted by index (``memfd_luo_retrieve_folios``)."""
-    recs = []
-    unknown_order = outside = 0
-    for off in range(0, len(blob) - rec_l.size + 1, rec_l.size):
-        rec = rec_l.unpack(blob, off)
-        pfn = rec["pfn"]
-        if not pfn:
-            continue
-        order = order_of.get(pfn)
-        if order is None:
-            unknown_order += 1
-            order = 0
+    outside = 0
+    last_end = -1
+    st = memfd.stream
+    for index, pfn, order, flags in _records(memfd, blob, rec_l, order_of):
         if order > MAX_FOLIO_ORDER or pfn + (1 << order) > mem.max_pfn or not mem.pfn_present(pfn):
             outside += 1
-            memfd.stream.outside.append((rec["index"], pfn, 1 << min(order, MAX_FOLIO_ORDER)))
+            st.outside.append((index, pfn, 1 << min(order, MAX_FOLIO_ORDER)))
             continue
-        recs.append((rec["index"], pfn, order, rec["flags"]))
-    recs.sort()
-    last_end = -1
-    for index, pfn, order, flags in recs:
         if index < last_end:
-            memfd.stream.overlapping_entries += 1
+            st.overlapping_entries += 1
             continue
-        memfd.stream.index.append(index)
-        memfd.stream.pfn.append(pfn)
-        memfd.stream.order.append(order)
-        memfd.stream.flags.append(flags & 0xFF)
+        st.index.append(index)
+        st.pfn.append(pfn)
+        st.order.append(order)
+        st.flags.append(flags & 0xFF)
         memfd.folio_flags.append(flags)
         last_end = index + (1 << order)
-    if unknown_order:
-        memfd.problems.append(f"{unknown_order} folio(s) not in the KHO map (dangling; read as order 0)")
     if outside:
         memfd.problems.append(f"{outside} folio PFN(s) outside the image")
         diag.add("out-of-range", ERROR, f"memfd 0x{memfd.ser_phys:x}: {outside} folio PFN(s) outside the image",
                  memfd.ser_phys >> PAGE_SHIFT)
-    if memfd.stream.overlapping_entries:
-        memfd.problems.append(f"{memfd.stream.overlapping_entries} folio(s) overlap earlier indices")
+    if st.overlapping_entries:
+        memfd.problems.append(f"{st.overlapping_entries} folio(s) overlap earlier indices")
         diag.add("overlap", WARNING, f"memfd 0x{memfd.ser_phys:x}: overlapping folio indices",
                  memfd.ser_phys >> PAGE_SHIFT)
 

@@ -29,12 +29,15 @@ from ..core.physmem import PAGE_SHIFT, PhysicalMemory
 from ..core.problems import Diagnostics
 from .locate import Located, locate
 from .luo import LuoFile, LuoSession
+from .carve import carve_memfd_sers, memfd_compat_for
 from .memfd import MEMFD_COMPATS, Memfd, memfd_luo_ser
 from .tree import KhoTree, decode_tree
 
-__all__ = ["KhoNotFound", "Kho", "PreservedFile", "open_kho", "SAVING", "NEXT"]
+__all__ = ["KhoNotFound", "Kho", "PreservedFile", "open_kho", "SAVING", "NEXT", "UNSERIALISED"]
 
 SAVING = "saving kernel"
+#: the session of memfds found by shape (no session record names them)
+UNSERIALISED = "(unserialised)"
 NEXT = "next kernel"
 
 
@@ -66,6 +69,8 @@ class Kho:
     trees: List[KhoTree]
     moment: str = SAVING
     evidence: List[str] = field(default_factory=list)
+    #: look for memfd records among preserved pages that no file record names
+    carve_memfds: bool = True
     _files: Optional[List[PreservedFile]] = None
 
     @property
@@ -90,15 +95,28 @@ class Kho:
     def _decode_files(self) -> Iterator[PreservedFile]:
         ordered = [self.primary] + [t for t in self.trees if t is not self.primary and t.role != "stale"]
         for tree in ordered:
-            if tree.luo is None:
-                continue
             order_of = tree.preserved.order_of() if tree.preserved else {}
-            for session in tree.luo.sessions:
+            sers = set()
+            for session in tree.luo.sessions if tree.luo is not None else ():
                 for f in session.files:
                     pf = PreservedFile(tree, session, f)
                     if f.compatible in MEMFD_COMPATS:
                         pf.memfd = memfd_luo_ser(self.mem, f.compatible, f.data, order_of, self.diag)
+                        sers.add(f.data)
                     yield pf
+            if tree is self.primary and tree.preserved is not None and self.carve_memfds:
+                yield from self._carved(tree, order_of, sers)
+
+    def _carved(self, tree: KhoTree, order_of: dict, sers: set) -> Iterator[PreservedFile]:
+        """memfds no record names (sessions not serialised yet, or the luo_ser page reused)."""
+        compat = memfd_compat_for(tree.compatible)
+        session = LuoSession(UNSERIALISED, b"", 0, 0, 0)
+        for i, phys in enumerate(carve_memfd_sers(self.mem, tree.preserved, compat, sers)):
+            f = LuoFile(UNSERIALISED, i, compat, None, phys, 0)
+            pf = PreservedFile(tree, session, f, memfd_luo_ser(self.mem, compat, phys, order_of, self.diag))
+            pf.memfd.problems.insert(0, "found by shape: no LUO file record names it")
+            session.files.append(f)
+            yield pf
 
     def sessions(self) -> Iterator[Tuple[KhoTree, LuoSession]]:
         for tree in self.trees:

@@ -1,0 +1,68 @@
+"""memfd records found without LUO's session records, by their shape.
+
+Before ``liveupdate_reboot()`` a 7.x saving kernel has serialised every
+memfd completely at preserve time (``memfd_luo_preserve``: the
+``struct memfd_luo_ser`` page, the folio array, every folio preserved) but
+not yet the session names and file records (``sessions_pa`` is 0, the
+blocks are zero). In a next kernel the received ``luo_ser`` page is freed
+by ``luo_early_startup`` and may be reused. Either way the memfds are still
+there: each ``memfd_luo_ser`` is one preserved order-0 page
+(``kho_alloc_preserve(sizeof(*ser))``) holding the struct and zeros, whose
+``folios`` descriptor names a preserved chunk page. This module finds them
+among the preserved map's order-0 blocks; their session and token are unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Set
+
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from .format import MEMFD_V1, MEMFD_V2, layouts
+from .memmap import PreservedMap
+from .mem import read_bytes
+
+__all__ = ["carve_memfd_sers"]
+
+KHO_VMALLOC_ALLOC = 0x0001          # kexec_handover.c: vmalloc_flags_to_kho
+KHO_VMALLOC_HUGE_VMAP = 0x0002
+MAX_CARVE_CANDIDATES = 1 << 20
+
+
+def _plausible(ser: dict, preserved: Set[int], compatible: str) -> bool:
+    size, nr = ser["size"], ser["nr_folios"]
+    if not size or not nr or nr > (size + PAGE_SIZE - 1) // PAGE_SIZE:
+        return False
+    if compatible == MEMFD_V2 and (ser["seals"] & ~0x3F or ser["flags"]):
+        return False
+    first = ser["folios_first"]
+    if not first or first & 0xFFF or (first >> PAGE_SHIFT) not in preserved:
+        return False
+    if ser["folios_flags"] & ~(KHO_VMALLOC_ALLOC | KHO_VMALLOC_HUGE_VMAP) or ser["folios_order"] > 10:
+        return False
+    need = (nr * 16 + PAGE_SIZE - 1) // PAGE_SIZE       # vcalloc(nr_folios, 16) pages
+    return need <= ser["folios_total_pages"] <= need + (1 << ser["folios_order"])
+
+
+def carve_memfd_sers(mem: PhysicalMemory, pmap: PreservedMap, compatible: str,
+                     exclude: Set[int]) -> Iterator[int]:
+    """Physical addresses of pages that hold a plausible ``memfd_luo_ser`` of ``compatible``.
+
+    Candidates are the map's order-0 blocks not in ``exclude``; the rest of the
+    page after the struct must be zero (a fresh ``__GFP_ZERO`` folio).
+    """
+    lay = layouts()["memfd_luo_ser_v2" if compatible == MEMFD_V2 else "memfd_luo_ser_v1"]
+    preserved = {pfn for pfn, order in pmap.blocks() if order == 0}
+    heads: List[int] = sorted(p for p in preserved if (p << PAGE_SHIFT) not in exclude)
+    heads = heads[:MAX_CARVE_CANDIDATES]
+    addrs = [p << PAGE_SHIFT for p in heads]
+    for addr, head in zip(addrs, mem.read_many(addrs, lay.size)):
+        if head is None or not _plausible(lay.unpack(head), preserved, compatible):
+            continue
+        page = read_bytes(mem, addr, PAGE_SIZE)
+        if page is not None and not any(page[lay.size:]):
+            yield addr
+
+
+def memfd_compat_for(kho_compatible: str) -> str:
+    """The memfd handler revision a KHO revision's kernel writes (6.19 v1; 7.x v2)."""
+    return MEMFD_V1 if kho_compatible == "kho-v1" else MEMFD_V2
