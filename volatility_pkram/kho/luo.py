@@ -28,7 +28,7 @@ from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.problems import ERROR, INFO, WARNING, Diagnostics
 from .fdt import FdtBlob
 from .format import LUO_V1_COMPAT, LUO_V5_COMPAT, cstring, layouts, native_u64
-from .mem import next_page, read_bytes, read_struct
+from .mem import capped, next_page, read_bytes, read_struct
 
 __all__ = ["LuoFile", "LuoSession", "LuoFlb", "LuoState", "luo_from_blob", "luo_from_fdt",
            "kho_block_entries"]
@@ -107,11 +107,7 @@ def kho_block_entries(mem: PhysicalMemory, head: int, entry_size: int, diag: Dia
 
     def decode(page: bytes, pfn: int):
         hdr = hdr_l.unpack(page)
-        count = hdr["count"]
-        if count > per_block:
-            diag.add("bad-count", ERROR, f"{what}: block PFN 0x{pfn:x} count {count} > {per_block}", pfn)
-            count = per_block
-        return pfn, page, count, hdr["next"]
+        return pfn, page, capped(hdr["count"], per_block, f"{what} block", pfn, diag), hdr["next"]
 
     for pfn, page, count, _next in follow_pages(mem, next_page(head, what, diag), what, diag, decode,
                                                 lambda rec: next_page(rec[3], what, diag)):
@@ -226,10 +222,8 @@ def luo_from_fdt(mem: PhysicalMemory, blob: FdtBlob, diag: Diagnostics) -> LuoSt
         diag.add("unreadable", ERROR, f"luo_session_header_ser 0x{header:x} not in the image", header >> PAGE_SHIFT)
         return state
     s_l, f_l = lay["luo_session_ser"], lay["luo_file_ser"]
-    cap = (LUO_V1_SESSION_PAGES * PAGE_SIZE - 8) // s_l.size
-    count = min(hdr["count"], cap)
-    if hdr["count"] > cap:
-        diag.add("bad-count", ERROR, f"luo-v1 session count {hdr['count']} > {cap}", header >> PAGE_SHIFT)
+    count = capped(hdr["count"], (LUO_V1_SESSION_PAGES * PAGE_SIZE - 8) // s_l.size,
+                   "luo-v1 sessions", header >> PAGE_SHIFT, diag)
     state.meta_pfns.extend((header >> PAGE_SHIFT) + i for i in range((8 + count * s_l.size + 4095) // 4096))
     for i in range(count):
         raw = read_bytes(mem, header + 8 + i * s_l.size, s_l.size)

@@ -12,7 +12,7 @@ from ..core.isf import StructLayout
 from ..core.physmem import PAGE_SHIFT, PhysicalMemory, UnreadableError
 from ..core.problems import ERROR, Diagnostics
 
-__all__ = ["read_bytes", "read_struct", "page_ok", "next_page"]
+__all__ = ["read_bytes", "read_struct", "page_ok", "next_page", "capped"]
 
 
 def read_bytes(mem: PhysicalMemory, addr: int, length: int) -> Optional[bytes]:
@@ -46,3 +46,11 @@ def next_page(phys: int, what: str, diag: Diagnostics) -> int:
                  phys >> PAGE_SHIFT)
         return 0
     return phys >> PAGE_SHIFT
+
+
+def capped(count: int, cap: int, what: str, pfn: Optional[int], diag: Diagnostics) -> int:
+    """``count`` from the image, at most ``cap`` (what its page can hold); a larger one is a finding."""
+    if count > cap:
+        diag.add("bad-count", ERROR, f"{what}: count {count} > {cap}; read {cap}", pfn)
+        return cap
+    return count

@@ -28,7 +28,7 @@ from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.problems import ERROR, INFO, WARNING, Diagnostics
 from .format import (KHO_BITMAP_BITS, KHO_TABLE_ENTRIES, KHO_TREE_MAX_DEPTH, MAX_ORDER_SANE,
                      layouts)
-from .mem import next_page, page_ok, read_bytes
+from .mem import capped, next_page, page_ok, read_bytes
 
 __all__ = ["PreservedMap", "khoser_mem_chunks", "khoser_bitmap_bits", "kho_mem_deserialize",
            "kho_radix_walk_tree", "kho_decode_radix_key", "set_bits"]
@@ -98,10 +98,7 @@ def khoser_mem_chunks(mem: PhysicalMemory, first: int, diag: Diagnostics
 
     def decode(page: bytes, pfn: int):
         hdr = hdr_l.unpack(page)
-        count = hdr["num_elms"]
-        if count > per_page:
-            diag.add("bad-count", ERROR, f"chunk PFN 0x{pfn:x}: num_elms {count} > {per_page}", pfn)
-            count = per_page
+        count = capped(hdr["num_elms"], per_page, "khoser_mem_chunk num_elms", pfn, diag)
         elms = [(e["phys_start"], e["bitmap"]) for e in
                 (elm_l.unpack(page, hdr_l.size + i * elm_l.size) for i in range(count))]
         return pfn << PAGE_SHIFT, hdr["order"], elms, hdr["next"]

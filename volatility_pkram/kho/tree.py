@@ -56,6 +56,7 @@ class KhoTree:
 
     blob: FdtBlob
     revision: Revision
+    role: str = "stale"                 # kho_out, kho_in or stale (reader._assign_roles)
     memmap_phys: Optional[int] = None
     preserved: Optional[PreservedMap] = None
     clients: List[KhoClient] = field(default_factory=list)
@@ -64,7 +65,6 @@ class KhoTree:
     kexec_count: Optional[int] = None
     previous_release: Optional[str] = None
     luo: Optional[LuoState] = None
-    role: str = "stale"
     self_preserved: bool = False
     problems_from: int = 0
 
