@@ -225,61 +225,80 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
     """
     cand = Candidate(pfn)
     if not 0 < pfn < mem.max_pfn:
-        cand.verdict, cand.reason = "rejected", f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn:x})"
-        return cand
+        return _reject(cand, f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn:x})")
     try:
         page = mem.read_page(pfn)
     except UnreadableError as exc:
-        cand.verdict, cand.reason = "rejected", f"page not captured: {exc.reason}"
+        return _reject(cand, f"page not captured: {exc.reason}")
+    if not _check_page(cand, page, revision):
         return cand
+    sb = cand.sb
+    second = sb.pgd_pfn if sb.revision == 1 else sb.region_list_pfn
+    second_name = "pgd_pfn" if sb.revision == 1 else "region_list_pfn"
+    if sb.node_pfn == 0:
+        if second == 0:
+            cand.verdict, cand.reason = "empty", "valid but empty super block (node_pfn = 0)"
+            return cand
+        return _reject(cand, f"node_pfn is 0 but {second_name} is 0x{second:x}")
+    if not mem.pfn_present(second):
+        return _reject(cand, f"{second_name} 0x{second:x} is "
+                             f"{'0' if second == 0 else 'not a captured page'}")
+    if sb.revision == 1 and not _check_pgd(mem, cand, second):
+        return cand
+    _check_node_chain(mem, cand)
+    return cand
+
+
+def _reject(cand: Candidate, reason: str) -> Candidate:
+    cand.verdict, cand.reason = "rejected", reason
+    return cand
+
+
+def _check_page(cand: Candidate, page: bytes, revision: Optional[int]) -> bool:
+    """The super block page itself: magic and clean tail; sets ``cand.sb`` when it decodes."""
     has_magic = fmt.super_block_magic(page) == fmt.PKRAM_MAGIC
     if revision is None:
         revision = 2 if has_magic else 1
     if revision in (2, 3) and not has_magic:
         if fmt.is_zero(page):
             cand.verdict, cand.reason, cand.revision = "empty", "all-zero page (no node was handed over)", revision
-            cand.sb = fmt.decode_super_block(page, pfn, revision)
-            return cand
-        cand.verdict, cand.reason = "rejected", "no PKRAM_MAGIC (0x706B726D) at offset 0"
-        return cand
+            cand.sb = fmt.decode_super_block(page, cand.pfn, revision)
+            return False
+        _reject(cand, "no PKRAM_MAGIC (0x706B726D) at offset 0")
+        return False
     if revision == 1 and has_magic:
-        cand.verdict, cand.reason = "rejected", "page has the v2/v3 magic, not a v1 super block"
-        return cand
-    sb = fmt.decode_super_block(page, pfn, revision)
+        _reject(cand, "page has the v2/v3 magic, not a v1 super block")
+        return False
+    sb = fmt.decode_super_block(page, cand.pfn, revision)
     cand.revision = revision
     if not sb.tail_clean:
-        cand.verdict = "rejected"
-        cand.reason = ("bytes after pgd_pfn are not zero (a v1 super block page is zeroed before use)"
-                       if revision == 1 else "bytes after nr_regions (or the magic padding) are not zero")
-        return cand
+        _reject(cand, "bytes after pgd_pfn are not zero (a v1 super block page is zeroed before use)"
+                if revision == 1 else "bytes after nr_regions (or the magic padding) are not zero")
+        return False
     cand.sb = sb
-    second = sb.pgd_pfn if revision == 1 else sb.region_list_pfn
-    second_name = "pgd_pfn" if revision == 1 else "region_list_pfn"
-    if sb.node_pfn == 0:
-        if second == 0:
-            cand.verdict, cand.reason = "empty", "valid but empty super block (node_pfn = 0)"
-        else:
-            cand.verdict, cand.reason = "rejected", f"node_pfn is 0 but {second_name} is 0x{second:x}"
-        return cand
-    if not mem.pfn_present(second):
-        cand.verdict = "rejected"
-        cand.reason = f"{second_name} 0x{second:x} is {'0' if second == 0 else 'not a captured page'}"
-        return cand
-    if revision == 1:
-        pgd = mem.read_page(second)
-        for i in range(0, PAGE_SIZE, 8):
-            e = int.from_bytes(pgd[i:i + 8], "little")
-            if e and (e & (PAGE_SIZE - 1) or not mem.pfn_present(e >> PAGE_SHIFT)):
-                cand.verdict = "rejected"
-                cand.reason = f"PGD entry {i // 8} = 0x{e:x} is not the address of a captured page"
-                return cand
+    return True
+
+
+def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int) -> bool:
+    """v1: every PGD entry is zero or the raw address of a captured page (RFC v1 09/43)."""
+    pgd = mem.read_page(pgd_pfn)
+    for i in range(0, PAGE_SIZE, 8):
+        e = int.from_bytes(pgd[i:i + 8], "little")
+        if e and (e & (PAGE_SIZE - 1) or not mem.pfn_present(e >> PAGE_SHIFT)):
+            _reject(cand, f"PGD entry {i // 8} = 0x{e:x} is not the address of a captured page")
+            return False
+    return True
+
+
+def _check_node_chain(mem: PhysicalMemory, cand: Candidate) -> None:
+    """The first nodes must carry the node-page signature and their first objects decode."""
+    sb = cand.sb
     diag = Diagnostics(limit=64)
-    obj_rev = 1 if revision == 1 else 2
+    obj_rev = 1 if sb.revision == 1 else 2
     for node in pkram_nodes(mem, sb.node_pfn, diag):
         if node.problems:
-            cand.verdict = "rejected"
-            cand.reason = f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}"
-            return cand
+            _reject(cand, f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
+            return
         cand.nodes += 1
         for obj in pkram_objs(mem, node, obj_rev, diag):
             if not obj.tail_clean:
@@ -291,14 +310,12 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
             break
     if cand.nodes == 0:
         first = next(iter(diag), None)
-        cand.verdict = "rejected"
-        cand.reason = f"first node unreadable: {first.message if first else 'no node'}"
-        return cand
+        _reject(cand, f"first node unreadable: {first.message if first else 'no node'}")
+        return
     cand.verdict = "valid"
     cand.reason = f"{cand.nodes} node(s) with a valid signature"
     if len(diag):
         cand.reason += f"; {len(diag)} finding(s) while checking, first: {next(iter(diag)).message}"
-    return cand
 
 
 #: how each token source is named as a route in reports
@@ -331,65 +348,92 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
     goes on through the rest of memory.
     """
     if sb_pfn is not None:
-        cand = check_super_block(mem, sb_pfn, revision)
-        loc = Location("--sb-pfn", cand, [cand], [])
-        if cand.sb is None:
-            if cand.verdict == "rejected" and mem.pfn_present(sb_pfn):
-                # the analyst insists: decode anyway, keep the objection visible
-                page = mem.read_page(sb_pfn)
-                rev = revision or (2 if fmt.super_block_magic(page) == fmt.PKRAM_MAGIC else 1)
-                cand.sb = fmt.decode_super_block(page, sb_pfn, rev)
-                cand.revision = rev
-                loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
-                                    "decoded as requested")
-            else:
-                raise LocateError(f"--sb-pfn 0x{sb_pfn:x}: {cand.reason}", loc)
-        return loc
-
-    by_pfn: Dict[int, Candidate] = {}
-    rejected: List[Token] = []
-
-    def consider(tokens: Iterable[Token]) -> None:
-        for tok in tokens:
-            if tok.value is None:
-                rejected.append(tok)
-                continue
-            if tok.value not in by_pfn:
-                by_pfn[tok.value] = check_super_block(mem, tok.value, revision)
-            by_pfn[tok.value].tokens.append(tok)
-
-    consider(known_tokens)
-    known_best = max(by_pfn.values(), key=lambda c: c.score, default=None)
+        return _forced(mem, sb_pfn, revision)
+    found = _Candidates(mem, revision)
+    found.consider(known_tokens)
+    known_best = max(found.by_pfn.values(), key=lambda c: c.score, default=None)
     notes: List[str] = []
     warnings: List[str] = []
     if scan == "always" or (scan == "fallback" and (known_best is None or known_best.verdict != "valid")):
-        if scan == "fallback":
-            consider(find_pkram_tokens(mem, progress=progress, end=LOW_MEMORY))
-            if any(c.verdict == "valid" for c in by_pfn.values()):
-                notes.append(f"a valid super block was found in the first {LOW_MEMORY >> 20} MiB; "
-                             "the rest of memory was not scanned (pkram.info scans all of it)")
-            else:
-                consider(find_pkram_tokens(mem, progress=progress, start=LOW_MEMORY))
-        else:
-            consider(find_pkram_tokens(mem, progress=progress))
+        _scan(mem, found, scan, notes, progress)
         if known_best is not None and scan == "always":
-            scan_best = max((c for c in by_pfn.values()
-                             if any(t.source == "physical memory" for t in c.tokens)),
-                            key=lambda c: c.score, default=None)
-            if scan_best is None:
-                notes.append("the physical scan found no pkram= candidate of its own")
-            elif scan_best.pfn == known_best.pfn:
-                notes.append(f"the physical scan agrees: 0x{scan_best.pfn:x}")
-            else:
-                disagreement = (f"the physical scan prefers 0x{scan_best.pfn:x} "
-                                f"({scan_best.verdict}), the kernel route 0x{known_best.pfn:x}")
-                warnings.append(disagreement)
-    candidates = sorted(by_pfn.values(), key=lambda c: c.score, reverse=True)
+            _cross_check(found, known_best, notes, warnings)
+    return _choose(found, notes, warnings)
+
+
+def _forced(mem: PhysicalMemory, sb_pfn: int, revision: Optional[int]) -> Location:
+    """``--sb-pfn``: the analyst names the page; a page that does not validate is decoded anyway."""
+    cand = check_super_block(mem, sb_pfn, revision)
+    loc = Location("--sb-pfn", cand, [cand], [])
+    if cand.sb is not None:
+        return loc
+    if cand.verdict != "rejected" or not mem.pfn_present(sb_pfn):
+        raise LocateError(f"--sb-pfn 0x{sb_pfn:x}: {cand.reason}", loc)
+    # the analyst insists: decode anyway, keep the objection visible
+    page = mem.read_page(sb_pfn)
+    rev = revision or (2 if fmt.super_block_magic(page) == fmt.PKRAM_MAGIC else 1)
+    cand.sb = fmt.decode_super_block(page, sb_pfn, rev)
+    cand.revision = rev
+    loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
+                        "decoded as requested")
+    return loc
+
+
+class _Candidates:
+    """Candidates by PFN, each checked once however many tokens name it; malformed tokens apart."""
+
+    def __init__(self, mem: PhysicalMemory, revision: Optional[int]):
+        self.mem, self.revision = mem, revision
+        self.by_pfn: Dict[int, Candidate] = {}
+        self.rejected: List[Token] = []
+
+    def consider(self, tokens: Iterable[Token]) -> None:
+        for tok in tokens:
+            if tok.value is None:
+                self.rejected.append(tok)
+                continue
+            if tok.value not in self.by_pfn:
+                self.by_pfn[tok.value] = check_super_block(self.mem, tok.value, self.revision)
+            self.by_pfn[tok.value].tokens.append(tok)
+
+
+def _scan(mem: PhysicalMemory, found: _Candidates, scan: str, notes: List[str], progress) -> None:
+    """Scan physical memory for ``pkram=`` tokens: a fallback scan the low 16 MiB first."""
+    if scan != "fallback":
+        found.consider(find_pkram_tokens(mem, progress=progress))
+        return
+    found.consider(find_pkram_tokens(mem, progress=progress, end=LOW_MEMORY))
+    if any(c.verdict == "valid" for c in found.by_pfn.values()):
+        notes.append(f"a valid super block was found in the first {LOW_MEMORY >> 20} MiB; "
+                     "the rest of memory was not scanned (pkram.info scans all of it)")
+    else:
+        found.consider(find_pkram_tokens(mem, progress=progress, start=LOW_MEMORY))
+
+
+def _cross_check(found: _Candidates, known_best: Candidate, notes: List[str],
+                 warnings: List[str]) -> None:
+    """Whether the physical scan agrees with the kernel's own route."""
+    scan_best = max((c for c in found.by_pfn.values()
+                     if any(t.source == "physical memory" for t in c.tokens)),
+                    key=lambda c: c.score, default=None)
+    if scan_best is None:
+        notes.append("the physical scan found no pkram= candidate of its own")
+    elif scan_best.pfn == known_best.pfn:
+        notes.append(f"the physical scan agrees: 0x{scan_best.pfn:x}")
+    else:
+        warnings.append(f"the physical scan prefers 0x{scan_best.pfn:x} "
+                        f"({scan_best.verdict}), the kernel route 0x{known_best.pfn:x}")
+
+
+def _choose(found: _Candidates, notes: List[str], warnings: List[str]) -> Location:
+    """The best usable candidate (valid beats empty, then nodes, objects, occurrences)."""
+    candidates = sorted(found.by_pfn.values(), key=lambda c: c.score, reverse=True)
     usable = [c for c in candidates if c.verdict in ("valid", "empty")]
     chosen = usable[0] if usable else None
-    loc = Location(_route(chosen) if chosen else "none", chosen, candidates, rejected, notes, warnings)
+    loc = Location(_route(chosen) if chosen else "none", chosen, candidates, found.rejected,
+                   notes, warnings)
     if chosen is None:
-        seen = len(candidates) + len(rejected)
+        seen = len(candidates) + len(found.rejected)
         raise LocateError(
             "no valid PKRAM super block found: " + (
                 f"{seen} pkram= token(s) examined, none points at a valid super block"
@@ -398,6 +442,6 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
     ties = [c for c in usable[1:] if c.score[:3] == chosen.score[:3]]
     if ties:
         loc.warnings.append("several candidates validate equally well: " +
-                         ", ".join(f"0x{c.pfn:x}" for c in [chosen] + ties) +
-                         f"; chose 0x{chosen.pfn:x} (most pkram= occurrences)")
+                            ", ".join(f"0x{c.pfn:x}" for c in [chosen] + ties) +
+                            f"; chose 0x{chosen.pfn:x} (most pkram= occurrences)")
     return loc
