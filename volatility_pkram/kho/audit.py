@@ -16,6 +16,8 @@ page by page over sorted runs:
 
 from __future__ import annotations
 
+import bisect
+
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
@@ -73,6 +75,23 @@ def _doubles(refs: List[Ref]) -> Iterator[AuditRow]:
             end, owner = pfn + pages, (session, token)
 
 
+def _untouched_blocks(tree: KhoTree, described: List[Tuple[int, int]]) -> Iterator[Tuple[int, int]]:
+    """Runs of map blocks no described page falls in.
+
+    A record describes its whole folio: ``kho_alloc_preserve`` rounds a
+    blob up to a power-of-two folio (6.19's 16-page session block holds a
+    header of a few bytes), so one described page accounts for its block.
+    """
+    starts = [first for first, _n in described]
+    blocks = []
+    for pfn, order in sorted(tree.preserved.blocks()):
+        end = pfn + (1 << order)
+        i = bisect.bisect_right(starts, end - 1) - 1
+        if i < 0 or described[i][0] + described[i][1] <= pfn:
+            blocks.append((pfn, 1 << order, "orphan", None))
+    return ((r.first_pfn, r.pages) for r in merge_runs(blocks))
+
+
 def _orphan_severity(kho: Kho, pfn: int) -> Tuple[str, str]:
     head = read_bytes(kho.mem, pfn << PAGE_SHIFT, 64)
     if head is None:
@@ -101,7 +120,7 @@ def kho_audit(kho: Kho, tree: Optional[KhoTree] = None) -> List[AuditRow]:
                                  "referenced by a LUO record but not in the preserved-memory map"))
         described = [(r.first_pfn, r.pages) for r in merge_runs(
             run for run in labelled_runs(kho, tree) if run[2] != "kho-map")]
-        for first, pages in subtract_runs(kept, described):
+        for first, pages in _untouched_blocks(tree, described):
             severity, what = _orphan_severity(kho, first)
             rows.append(AuditRow("orphan", severity, first, pages, explanation=
                                  f"preserved, referenced by no FDT, client or LUO record; {what}"))
