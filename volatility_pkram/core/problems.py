@@ -14,14 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
-__all__ = ["INFO", "WARNING", "ERROR", "Place", "NOWHERE", "Problem", "Diagnostics"]
+__all__ = ["INFO", "WARNING", "ERROR", "LOW", "MEDIUM", "HIGH", "AUDIT_SCALE", "graded", "Place",
+           "NOWHERE", "Problem", "Diagnostics"]
 
-# Severities of walker problems, least to most alarming. The audit grades its
-# own findings on a finer scale (info, low, medium, high: pkram.audit) and maps
-# these onto it.
+# How sure a walk is of what it read: the severity of a walker Problem.
 INFO = "info"
 WARNING = "warning"
 ERROR = "error"
+
+# How alarming an audit finding is, least to most (pkram.audit, kho.audit):
+# one scale for every format's audit, onto which walker problems are graded
+# by :func:`graded`.
+LOW, MEDIUM, HIGH = "low", "medium", "high"
+AUDIT_SCALE = (INFO, LOW, MEDIUM, HIGH)
+_GRADES = {ERROR: HIGH, WARNING: MEDIUM, INFO: INFO}
+
+
+def graded(severity: str) -> str:
+    """A walker problem's severity on the audit scale: error is high, warning medium."""
+    return _GRADES.get(severity, MEDIUM)
 
 
 @dataclass(frozen=True)

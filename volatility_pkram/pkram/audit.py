@@ -27,23 +27,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from . import format as fmt
-from .carve import NODE as CARVED_NODE, classify_chunk
 from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
-from ..core.problems import ERROR, INFO, WARNING
-from .reader import Pkram, PreservedObject
+from ..core.problems import AUDIT_SCALE, HIGH, INFO, LOW, MEDIUM, graded
 from ..core.ranges import subtract_runs
 from ..core.refmap import DATA, Owner, RefMap
 from ..output.triage import triage_bytes
+from . import format as fmt
+from .carve import NODE as CARVED_NODE, classify_chunk
+from .reader import Pkram, PreservedObject
 
 __all__ = [
     "INFO_", "LOW", "MEDIUM", "HIGH", "SEVERITIES", "Finding", "AuditSummary",
     "AuditResult", "audit_pkram", "pkram_audit", "metadata_findings",
 ]
 
-#: severities, least to most alarming
-INFO_, LOW, MEDIUM, HIGH = "info", "low", "medium", "high"
-SEVERITIES = (INFO_, LOW, MEDIUM, HIGH)
+#: severities of audit findings, least to most alarming (core.problems.AUDIT_SCALE)
+INFO_ = INFO
+SEVERITIES = AUDIT_SCALE
 
 #: timestamps before this are an anomaly (the issue's "before 1990")
 EARLIEST_PLAUSIBLE_NS = calendar.timegm((1990, 1, 1, 0, 0, 0)) * 10**9
@@ -64,7 +64,6 @@ METADATA_KINDS = frozenset({SUPER_BLOCK, PGD, TABLE, REGION_LIST, NODE, OBJ, LIN
 
 # Walker problems that the audit reports itself, more precisely.
 _SUPERSEDED = frozenset({"unfinished-node", "entry-out-of-range", "zeroed-entries"})
-_DIAG_SEVERITY = {ERROR: HIGH, WARNING: MEDIUM, INFO: INFO_}
 
 
 @dataclass(frozen=True)
@@ -394,7 +393,7 @@ def _walker_findings(problems) -> Iterator[Finding]:
         start = p.pfn << PAGE_SHIFT if p.pfn is not None and p.pfn < (1 << 52) else None
         place = p.place
         node = place.node_label if place.node is not None else (place.label or None)
-        yield Finding(p.kind, _DIAG_SEVERITY.get(p.severity, MEDIUM), start,
+        yield Finding(p.kind, graded(p.severity), start,
                       1 if start is not None else 0, node, place.file, p.message)
 
 
