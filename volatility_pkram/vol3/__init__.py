@@ -1,1 +1,24 @@
-"""The volatility3 front end: the only modules of the library (with ``plugins/``) that import volatility3."""
+"""The volatility3 front end: the only modules of the library (with ``plugins/``) that import volatility3.
+
+A plugin is its requirements and a generator over row dataclasses; these
+modules give it the rest:
+
+* :mod:`.options`: the plugins' options (``pkram_requirements``,
+  ``layer_requirements``, ``flag``) and the :class:`~.options.PkramPlugin` mixin;
+* :mod:`.open`: ``open_pkram(plugin)``, the reader and how PKRAM was found
+  (exit status 2 when nothing is); ``open_memory(plugin)``, the physical memory;
+* :mod:`.layer`: :class:`~.layer.LayerMemory`, a volatility layer as the
+  library's ``PhysicalMemory``;
+* :mod:`.kernel`: what the kernel's own variables say (``saved_command_line``,
+  ``pkram_sb``, ``pkram_pgd``) when a kernel symbol table matches;
+* :mod:`.carving`: page carving over a layer (direct ``pread`` or volatility's scanner);
+* :mod:`.rows`, :mod:`.rowtypes`: row dataclasses as TreeGrid columns, and
+  shared column groups; :mod:`.grid`: ``FlatGrid`` for tables of 10^5+ rows;
+* :mod:`.report`: logging a reader's problems once, the error line, times;
+* :mod:`.dump`: writing streams under ``-o`` and into a tar;
+  :mod:`.yara_rules`: volatility's YARA options and scanner;
+* :mod:`.cli` (``vol-pkram``) and :mod:`.config` (``vol.json``): running the plugins.
+
+This ``__init__`` imports nothing, so ``python -m volatility_pkram`` can use
+:mod:`.config` without loading volatility3.
+"""

@@ -1,0 +1,94 @@
+"""What the plugins tell the analyst besides their rows: log lines, errors, times.
+
+Everything is logged through the ``volatility_pkram`` logger (volatility's
+console shows warnings and errors; ``-v`` shows the info lines).
+
+* :class:`ProblemLog`: logs a reader's findings
+  (:class:`~volatility_pkram.core.problems.Diagnostics`) once each, however
+  often the lists are walked;
+* :func:`log_location`: how PKRAM was found (candidates, tokens, notes, warnings);
+* :func:`print_error`: the one-line ``pkram: error: ...`` a failed plugin prints;
+* :func:`ns_to_datetime`: a header's nanoseconds as a column value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from typing import Set, Tuple
+
+from volatility3.framework import renderers
+
+from ..core.problems import Diagnostics
+from ..pkram.choose import Choice, NotFound
+
+__all__ = ["vollog", "ProblemLog", "log_location", "log_not_found", "print_error",
+           "ns_to_datetime"]
+
+vollog = logging.getLogger("volatility_pkram")
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def ns_to_datetime(ns: int):
+    """A header's signed nanoseconds since the epoch as a UTC datetime (unparsable if out of range)."""
+    try:
+        return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return renderers.UnparsableValue()
+
+
+class ProblemLog:
+    """Logs the findings of one reader's diagnostics, each distinct one once.
+
+    A plugin that walks the lists twice (yarascan: files, then the audit)
+    records the same problems twice; :meth:`flush` logs what is new since
+    the last call and skips what was logged already.
+    """
+
+    def __init__(self, diag: Diagnostics) -> None:
+        self.diag = diag
+        self._done = 0
+        self._seen: Set[Tuple] = set()
+
+    def flush(self) -> None:
+        """Log the findings recorded since the last flush."""
+        items = list(self.diag)
+        for p in items[self._done:]:
+            key = (p.kind, p.pfn, p.context, p.message)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            level = {"error": logging.ERROR, "warning": logging.WARNING}.get(p.severity, logging.INFO)
+            vollog.log(level, f"pkram: {p}")
+        self._done = len(items)
+
+
+def log_location(choice: Choice) -> None:
+    """Log how PKRAM was found: the other candidates, rejected tokens, notes and warnings."""
+    loc = choice.location
+    for cand in loc.candidates:
+        if cand is not loc.chosen:
+            vollog.info(f"pkram: candidate 0x{cand.pfn:x} {cand.verdict}: {cand.reason}")
+    for tok in loc.rejected_tokens[:50]:
+        where = f" at 0x{tok.offset:x}" if tok.offset is not None else ""
+        vollog.info(f"pkram: token {tok.text!r}{where} rejected: {tok.reject}")
+    for note in loc.notes:
+        vollog.info(f"pkram: {note}")
+    for warning in loc.warnings:
+        vollog.warning(f"pkram: {warning}")
+    vollog.info(f"pkram: {'runtime state' if choice.runtime else 'super block'} at PFN "
+                f"0x{loc.chosen.pfn:x} ({loc.route}): {loc.chosen.reason}")
+
+
+def log_not_found(result: NotFound) -> None:
+    """Log why every candidate was turned down, and print the error line."""
+    for cand in result.rejected:
+        vollog.warning(f"pkram: candidate 0x{cand.pfn:x} rejected: {cand.reason}")
+    print_error(result.message)
+
+
+def print_error(message: str) -> None:
+    """``pkram: error: <message>`` on stderr (the README's "Exit status" line)."""
+    sys.stderr.write(f"pkram: error: {message}\n")
