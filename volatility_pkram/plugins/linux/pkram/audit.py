@@ -2,19 +2,35 @@
 
 import datetime
 import logging
-from typing import List
+from dataclasses import dataclass
+from typing import Optional
 
-from volatility3.framework import interfaces, renderers
+from volatility3.framework import interfaces
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.pkram import audit
-from volatility_pkram.vol3 import glue as vol3
+from volatility_pkram.vol3 import options, rows
+from volatility_pkram.vol3.open import open_pkram
 
 vollog = logging.getLogger(__name__)
 
 
-class Audit(interfaces.plugins.PluginInterface):
+@dataclass(frozen=True)
+class AuditRow:
+    """One finding of the audit, or one of its summary rows."""
+
+    kind: str
+    severity: str
+    start: Optional[format_hints.Hex]
+    pages: int
+    node: Optional[str]
+    file: Optional[str]
+    index: Optional[int]
+    explanation: str
+
+
+class Audit(options.PkramPlugin, interfaces.plugins.PluginInterface):
     """Cross-checks the preserved set against everything PKRAM references.
 
     The preserved set is the v1 identity-map pagetable (plus the super block
@@ -28,12 +44,9 @@ class Audit(interfaces.plugins.PluginInterface):
     only the informational summary rows.
     """
 
-    _required_framework_version = (2, 0, 0)
-    _version = (1, 0, 0)
-
     @classmethod
-    def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return vol3.common_requirements() + [
+    def extra_requirements(cls):
+        return [
             requirements.ChoiceRequirement(
                 name="min_severity", choices=list(audit.SEVERITIES), default=audit.INFO_,
                 optional=True,
@@ -44,7 +57,7 @@ class Audit(interfaces.plugins.PluginInterface):
                             "e.g. the acquisition time"),
         ]
 
-    def _now_ns(self):
+    def _now_ns(self) -> Optional[int]:
         text = self.config.get("reference_time")
         if not text:
             return None
@@ -57,25 +70,17 @@ class Audit(interfaces.plugins.PluginInterface):
             when = when.replace(tzinfo=datetime.timezone.utc)
         return int(when.timestamp()) * 10**9
 
-    def _generator(self, pk):
+    def _findings(self, pk):
+        """The library's audit (its one call site here)."""
+        return audit.pkram_audit(pk, now_ns=self._now_ns())
+
+    def _generator(self, opened):
         floor = audit.SEVERITIES.index(self.config.get("min_severity") or audit.INFO_)
-        na = renderers.NotApplicableValue()
-        for f in audit.pkram_audit(pk, now_ns=self._now_ns()):
+        for f in self._findings(opened.pk):
             if f.kind != "summary" and audit.SEVERITIES.index(f.severity) < floor:
                 continue
-            yield 0, (
-                f.kind, f.severity,
-                na if f.start is None else format_hints.Hex(f.start),
-                f.pages,
-                na if f.node is None else f.node,
-                na if f.file is None else f.file,
-                na if f.index is None else f.index,
-                f.explanation,
-            )
+            yield AuditRow(f.kind, f.severity, f.start, f.pages, f.node, f.file, f.index,
+                           f.explanation)
 
     def run(self):
-        pk, _loc = vol3.open_pkram(self)
-        return renderers.TreeGrid(
-            [("Kind", str), ("Severity", str), ("Start", format_hints.Hex), ("Pages", int),
-             ("Node", str), ("File", str), ("Index", int), ("Explanation", str)],
-            self._generator(pk))
+        return rows.tree_grid(AuditRow, self._generator(open_pkram(self)))

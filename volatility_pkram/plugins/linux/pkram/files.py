@@ -3,17 +3,44 @@
 import datetime
 import logging
 import stat
-from typing import List
+from dataclasses import dataclass
+from typing import Optional
 
-from volatility3.framework import interfaces, renderers
+from volatility3.framework import interfaces
 from volatility3.framework.renderers import format_hints
 from volatility3.plugins import timeliner
 
-from volatility_pkram.vol3 import glue as vol3
+from volatility_pkram.vol3 import options, report, rows
+from volatility_pkram.vol3.open import NotFound, find_pkram, open_pkram
+from volatility_pkram.vol3.rowtypes import FileMeta
 
 vollog = logging.getLogger(__name__)
 
-class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
+
+@dataclass(frozen=True)
+class FileRow:
+    """One preserved object: a tmpfs file with its metadata, or another consumer's object."""
+
+    node: str
+    name: str
+    size: int
+    meta: Optional[FileMeta]
+    consumer: str
+    pages: int
+    end_index: int
+    obj_pfn: format_hints.Hex
+    status: str
+
+    @classmethod
+    def of(cls, node, pobj) -> "FileRow":
+        h = pobj.header
+        problems = "; ".join(f"{p.kind}: {p.message}" for p in pobj.problems) or "ok"
+        return cls(node.name, pobj.name if h is None else h.name,
+                   pobj.byte_len if h is None else h.size, FileMeta.of(h), pobj.consumer,
+                   pobj.pages.pages, pobj.pages.end_index, pobj.obj.pfn, problems)
+
+
+class Files(options.PkramPlugin, interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
     """Lists every preserved object with its tmpfs metadata, reading metadata pages only.
 
     The quick look before pkram.extract: node, name, size, mode, owner, the
@@ -21,42 +48,23 @@ class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
     gives timeliner.Timeliner each file's atime, mtime and ctime.
     """
 
-    _required_framework_version = (2, 0, 0)
-    _version = (1, 0, 0)
-
-    @classmethod
-    def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return vol3.common_requirements()
-
-    def _objects(self, pk):
+    @staticmethod
+    def _objects(pk):
         for node in pk.nodes():
             for pobj in pk.objects(node):
                 yield node, pobj
 
-    def _generator(self, pk):
-        na = renderers.NotApplicableValue()
-        for node, pobj in self._objects(pk):
-            h = pobj.header
-            problems = "; ".join(f"{p.kind}: {p.message}" for p in pobj.problems) or "ok"
-            if h is None:
-                yield 0, (node.name, pobj.name, pobj.byte_len, na, na, na, na, na, na, na,
-                          pobj.consumer, pobj.pages.pages, pobj.pages.end_index,
-                          format_hints.Hex(pobj.obj.pfn), problems)
-                continue
-            yield 0, (node.name, h.name, h.size, stat.filemode(h.mode), f"{h.mode:o}", h.uid, h.gid,
-                      vol3.ns_to_datetime(h.atime_ns), vol3.ns_to_datetime(h.mtime_ns),
-                      vol3.ns_to_datetime(h.ctime_ns), pobj.consumer,
-                      pobj.pages.pages, pobj.pages.end_index, format_hints.Hex(pobj.obj.pfn),
-                      problems)
-        vol3.log_problems(pk)
+    def _generator(self, opened):
+        for node, pobj in self._objects(opened.pk):
+            yield FileRow.of(node, pobj)
+        opened.problems.flush()
 
     def generate_timeline(self):
-        try:
-            pk, _loc = vol3.open_pkram(self)
-        except vol3.PkramNotFound:
+        opened = find_pkram(self)
+        if isinstance(opened, NotFound):
             vollog.info("pkram: no PKRAM super block in this image; nothing for the timeline")
             return
-        for node, pobj in self._objects(pk):
+        for node, pobj in self._objects(opened.pk):
             h = pobj.header
             if h is None:
                 continue
@@ -64,15 +72,9 @@ class Files(interfaces.plugins.PluginInterface, timeliner.TimeLinerInterface):
             for kind, ns in ((timeliner.TimeLinerType.ACCESSED, h.atime_ns),
                              (timeliner.TimeLinerType.MODIFIED, h.mtime_ns),
                              (timeliner.TimeLinerType.CHANGED, h.ctime_ns)):
-                when = vol3.ns_to_datetime(ns)
+                when = report.ns_to_datetime(ns)
                 if isinstance(when, datetime.datetime):
                     yield desc, kind, when
 
     def run(self):
-        pk, _loc = vol3.open_pkram(self)
-        return renderers.TreeGrid(
-            [("Node", str), ("Name", str), ("Size", int), ("Mode", str), ("ModeOctal", str),
-             ("UID", int), ("GID", int), ("ATime", datetime.datetime), ("MTime", datetime.datetime),
-             ("CTime", datetime.datetime), ("Consumer", str), ("Pages", int), ("EndIndex", int),
-             ("ObjPFN", format_hints.Hex), ("Status", str)],
-            self._generator(pk))
+        return rows.tree_grid(FileRow, self._generator(open_pkram(self)))

@@ -1,14 +1,25 @@
 """pkram.info: where the PKRAM super block is, how it was found, and what it holds."""
 
-from typing import List
+from dataclasses import dataclass
 
-from volatility3.framework import interfaces, renderers
+from volatility3.framework import interfaces
 
 from volatility_pkram.pkram import format as fmt
-from volatility_pkram.vol3 import glue as vol3
+from volatility_pkram.vol3 import options, rows
+from volatility_pkram.vol3.open import open_pkram
 
 
-class Info(interfaces.plugins.PluginInterface):
+@dataclass(frozen=True)
+class InfoRow:
+    """One fact: its section, the item, a short value and the detail."""
+
+    section: str
+    item: str
+    value: str
+    detail: str
+
+
+class Info(options.PkramPlugin, interfaces.plugins.PluginInterface):
     """Shows the PKRAM super block, how it was found, the revision and every node.
 
     Sections: "location" (route and chosen PFN), "candidate" (every pkram=
@@ -17,78 +28,70 @@ class Info(interfaces.plugins.PluginInterface):
     paging depth or region count), "node" (one row per node) and "total".
     """
 
-    _required_framework_version = (2, 0, 0)
-    _version = (1, 0, 0)
-
-    @classmethod
-    def get_requirements(cls) -> List[interfaces.configuration.RequirementInterface]:
-        return vol3.common_requirements()
-
-    def _generator(self, pk, loc):
-        sb = pk.sb
-        if pk.runtime:
-            yield 0, ("location", "runtime state", f"{len(pk.node_pfns)} node(s)",
-                      f"found via {loc.route}: {loc.chosen.reason}; node pages " +
-                      ", ".join(f"0x{p:x}" for p in pk.node_pfns[:16]))
-        else:
-            yield 0, ("location", "super block", f"0x{sb.pfn:x}",
-                      f"found via {loc.route}: {loc.chosen.reason}")
-        for note in loc.notes:
-            yield 0, ("location", "note", "", note)
-        for warning in loc.warnings:
-            yield 0, ("location", "warning", "", warning)
+    @staticmethod
+    def _location(pk, loc):
+        how = f"found via {loc.route}: {loc.chosen.reason}"
+        yield (InfoRow("location", "runtime state", f"{len(pk.node_pfns)} node(s)", how +
+                       "; node pages " + ", ".join(f"0x{p:x}" for p in pk.node_pfns[:16]))
+               if pk.runtime else InfoRow("location", "super block", f"0x{pk.sb.pfn:x}", how))
+        yield from (InfoRow("location", "note", "", text) for text in loc.notes)
+        yield from (InfoRow("location", "warning", "", text) for text in loc.warnings)
         for cand in loc.candidates:
             where = ", ".join(f"0x{t.offset:x}" if t.offset is not None else t.source
                               for t in cand.tokens[:8])
             more = f" (+{len(cand.tokens) - 8} more)" if len(cand.tokens) > 8 else ""
-            yield 0, ("candidate", f"0x{cand.pfn:x}", cand.verdict,
-                      f"{cand.reason}; {len(cand.tokens)} occurrence(s): {where}{more}")
+            yield InfoRow("candidate", f"0x{cand.pfn:x}", cand.verdict,
+                          f"{cand.reason}; {len(cand.tokens)} occurrence(s): {where}{more}")
         for tok in loc.rejected_tokens[:200]:
             where = f"0x{tok.offset:x}" if tok.offset is not None else tok.source
-            yield 0, ("token", tok.text, "rejected", f"at {where}: {tok.reject}")
-        yield 0, ("format", "revision", pk.revision_label, pk.revision_reason)
+            yield InfoRow("token", tok.text, "rejected", f"at {where}: {tok.reject}")
+
+    @staticmethod
+    def _format(pk):
+        sb = pk.sb
+        yield InfoRow("format", "revision", pk.revision_label, pk.revision_reason)
         if pk.revision == 1:
             paging = pk.paging
             if paging is not None:
-                yield 0, ("format", "paging levels", str(paging.levels), paging.reason)
-                yield 0, ("format", "pagetable root", f"0x{sb.pgd_pfn:x}",
-                          f"{len(paging.table.table_pfns)} table pages, {paging.table.bitmaps} bitmaps, "
-                          f"{paging.table.full_pse} PSE over full bitmaps, {paging.table.bare_pse} THP PMDs")
-        else:
-            regions = pk.region_list
-            if regions is not None:
-                yield 0, ("format", "region list", f"0x{sb.region_list_pfn:x}",
+                table = paging.table
+                yield InfoRow("format", "paging levels", str(paging.levels), paging.reason)
+                yield InfoRow("format", "pagetable root", f"0x{sb.pgd_pfn:x}",
+                              f"{len(table.table_pfns)} table pages, {table.bitmaps} bitmaps, "
+                              f"{table.full_pse} PSE over full bitmaps, {table.bare_pse} THP PMDs")
+            return
+        regions = pk.region_list
+        if regions is not None:
+            yield InfoRow("format", "region list", f"0x{sb.region_list_pfn:x}",
                           f"nr_regions={sb.nr_regions}, {len(regions.bases)} read from "
                           f"{len(regions.list_pfns)} list page(s)")
-            yield 0, ("format", "pagetable", "not handed over",
+        yield InfoRow("format", "pagetable", "not handed over",
                       "v2/v3 keep the pagetable in the old kernel only")
-        total_nodes = total_objs = total_pages = total_bytes = 0
+
+    @staticmethod
+    def _nodes(pk):
+        total = [0, 0, 0, 0]    # nodes, objects, pages, bytes
         for node in pk.nodes():
-            objs = pages = nbytes = 0
-            consumers = set()
+            count, consumers = [1, 0, 0, 0], set()
             for pobj in pk.objects(node):
-                objs += 1
-                pages += pobj.pages.pages
-                nbytes += pobj.header.size if pobj.header else pobj.obj.data_len
+                nbytes = pobj.header.size if pobj.header else pobj.obj.data_len
+                count = [count[0], count[1] + 1, count[2] + pobj.pages.pages, count[3] + nbytes]
                 consumers.add(pobj.consumer)
             consumer = "/".join(sorted(consumers)) or ("shmem" if node.name.startswith("shmem-") else "-")
-            yield 0, ("node", node.name, fmt.NodeFlags.describe(node.flags),
-                      f"pfn=0x{node.pfn:x} flags=0x{node.flags:x} objects={objs} pages={pages} "
-                      f"bytes={nbytes} consumer={consumer}")
-            total_nodes += 1
-            total_objs += objs
-            total_pages += pages
-            total_bytes += nbytes
-        yield 0, ("total", "nodes", str(total_nodes),
-                  f"objects={total_objs} pages={total_pages} bytes={total_bytes}")
-        findings = list(pk.diag)
-        for p in findings[:200]:
-            yield 0, ("finding", p.kind, p.severity,
-                      (f"pfn 0x{p.pfn:x}: " if p.pfn is not None else "") +
-                      (f"{p.context}: " if p.context else "") + p.message)
+            yield InfoRow("node", node.name, fmt.NodeFlags.describe(node.flags),
+                          f"pfn=0x{node.pfn:x} flags=0x{node.flags:x} objects={count[1]} "
+                          f"pages={count[2]} bytes={count[3]} consumer={consumer}")
+            total = [t + n for t, n in zip(total, count)]
+        yield InfoRow("total", "nodes", str(total[0]),
+                      f"objects={total[1]} pages={total[2]} bytes={total[3]}")
+
+    def _generator(self, opened):
+        yield from self._location(opened.pk, opened.location)
+        yield from self._format(opened.pk)
+        yield from self._nodes(opened.pk)
+        for p in list(opened.pk.diag)[:200]:
+            yield InfoRow("finding", p.kind, p.severity,
+                          (f"pfn 0x{p.pfn:x}: " if p.pfn is not None else "") +
+                          (f"{p.context}: " if p.context else "") + p.message)
 
     def run(self):
-        pk, loc = vol3.open_pkram(self, cross_check=True)
-        return renderers.TreeGrid(
-            [("Section", str), ("Item", str), ("Value", str), ("Detail", str)],
-            self._generator(pk, loc))
+        return rows.tree_grid(InfoRow, self._generator(open_pkram(self, cross_check=True)))
