@@ -269,7 +269,7 @@ def test_flat_grid_renders_like_a_tree_grid(renderer):
     from volatility3.framework import renderers
     from volatility3.framework.renderers import format_hints
 
-    from volatility_pkram.vol3 import glue as vol3
+    from volatility_pkram.vol3.grid import FlatGrid
 
     columns = [("Start", format_hints.Hex), ("Pages", int), ("Source", str)]
     rows = _rows()
@@ -283,7 +283,7 @@ def test_flat_grid_renders_like_a_tree_grid(renderer):
         return out.getvalue(), grid.row_count
 
     tree = render(renderers.TreeGrid(columns, ((0, r) for r in rows)))
-    flat = render(vol3.FlatGrid(columns, lambda: len(rows), rows.__getitem__))
+    flat = render(FlatGrid(columns, lambda: len(rows), rows.__getitem__))
     assert flat == tree and tree[1] == len(rows)
     if renderer != "none":
         assert tree[0]
@@ -292,9 +292,9 @@ def test_flat_grid_renders_like_a_tree_grid(renderer):
 def test_flat_grid_rejects_a_wrongly_typed_row_like_a_tree_grid():
     from volatility3.framework.renderers import format_hints
 
-    from volatility_pkram.vol3 import glue as vol3
+    from volatility_pkram.vol3.grid import FlatGrid
 
-    grid = vol3.FlatGrid([("Start", format_hints.Hex)], lambda: 1, lambda i: (5,))
+    grid = FlatGrid([("Start", format_hints.Hex)], lambda: 1, lambda i: (5,))
     grid.populate()
     with pytest.raises(TypeError):
         grid.children(None)[0].values
