@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 from ..core.isf import StructLayout, named_layouts
 
 __all__ = [
-    "layouts", "Revision", "REVISIONS", "revision_of", "FDT_MAGIC", "SETUP_KEXEC_KHO",
+    "layouts", "Revision", "REVISIONS", "revision_of", "FDT_MAGIC", "SETUP_KEXEC_KHO", "SETUP_RNG_SEED",
     "BOOT_HDRS", "PROP_MEMORY_MAP", "PROP_SUB_FDT", "PROP_PRESERVED_DATA", "PROP_BLOB_SIZE",
     "LUO_ENTRY", "LUO_V1_COMPAT", "LUO_V5_COMPAT", "METADATA_NODE", "MEMBLOCK_NODE",
     "MEMFD_V1", "MEMFD_V2", "seal_names", "cstring", "native_u64",
@@ -35,6 +35,8 @@ def layouts() -> Dict[str, StructLayout]:
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
 #: ``SETUP_KEXEC_KHO`` (arch/x86/include/uapi/asm/setup_data.h, 6.16+).
 SETUP_KEXEC_KHO = 10
+#: ``SETUP_RNG_SEED``: the kexec'd kernel zeroes its ``len`` once read (parse_setup_data)
+SETUP_RNG_SEED = 9
 #: ``boot_params.hdr.header`` = "HdrS" (arch/x86/include/uapi/asm/bootparam.h).
 BOOT_HDRS = 0x53726448
 

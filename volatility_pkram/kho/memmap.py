@@ -169,6 +169,7 @@ def kho_radix_walk_tree(mem: PhysicalMemory, root: int, diag: Diagnostics) -> Pr
     """
     pmap = PreservedMap("radix", root)
     seen = set()
+    bad: List[Tuple[int, int]] = []         # (level, phys) of pointers that lead nowhere
     stack = [(root, KHO_TREE_MAX_DEPTH - 1, 0)]
     while stack:
         phys, level, key = stack.pop()
@@ -183,8 +184,7 @@ def kho_radix_walk_tree(mem: PhysicalMemory, root: int, diag: Diagnostics) -> Pr
         seen.add(phys)
         data = read_bytes(mem, phys, PAGE_SIZE) if page_ok(mem, phys) else None
         if data is None:
-            diag.add("unreadable", ERROR, f"radix level {level} node 0x{phys:x} not in the image "
-                     "or misaligned", phys >> PAGE_SHIFT if phys > 0 else None)
+            bad.append((level, phys))
             continue
         pmap.meta_pfns.append(phys >> PAGE_SHIFT)
         if level == 0:
@@ -197,6 +197,11 @@ def kho_radix_walk_tree(mem: PhysicalMemory, root: int, diag: Diagnostics) -> Pr
         for i in range(KHO_TABLE_ENTRIES - 1, -1, -1):
             if table[i]:
                 stack.append((table[i], level - 1, key | (i << shift)))
+    if bad:
+        level, phys = bad[0]
+        # one finding per tree: a garbage root (a stale FDT) names hundreds of such pointers
+        diag.add("unreadable", ERROR, f"{len(bad)} radix node pointer(s) not in the image or misaligned "
+                 f"(first: level {level}, 0x{phys:x})", phys >> PAGE_SHIFT if 0 < phys < 1 << 52 else None)
     pmap.meta_pfns.sort()
     return pmap
 

@@ -27,6 +27,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from ..core.physmem import PAGE_SHIFT, PhysicalMemory
 from ..core.problems import Diagnostics
+from .format import SETUP_RNG_SEED
 from .locate import Located, locate
 from .luo import LuoFile, LuoSession
 from .carve import carve_memfd_sers, memfd_compat_for
@@ -125,15 +126,27 @@ class Kho:
                     yield tree, s
 
 
+def _unfinalized(t: KhoTree) -> bool:
+    """A 6.19 kho_out before ``kho_finalize``: built at boot with ``preserved-memory-map`` 0."""
+    return t.memmap_phys == 0 and t.compatible == "kho-v1"
+
+
+def _rank(t: KhoTree) -> tuple:
+    # newest first: generation numbers, then a 6.19 FDT not yet finalised (only a running
+    # kernel's own FDT is in that state), then one preserved by its own map
+    return (t.generation, _unfinalized(t), t.self_preserved, t.phys)
+
+
 def _assign_roles(kho: Kho) -> None:
     trees = kho.trees
-    genuine = [t for t in trees if t.self_preserved or t.setups] or list(trees)
-    genuine.sort(key=lambda t: (t.generation, t.self_preserved, t.phys), reverse=True)
+    genuine = [t for t in trees if t.self_preserved or t.setups or _unfinalized(t)] or list(trees)
+    genuine.sort(key=_rank, reverse=True)
     newest = genuine[0]
     newest.role = "kho_out"
-    older = [t for t in genuine[1:] if t.setups and t.generation < newest.generation]
+    older = [t for t in genuine[1:] if t.setups and _rank(t)[:2] < _rank(newest)[:2]]
     ev = kho.evidence
     ev.append(f"kho_out 0x{newest.phys:x}: newest genuine KHO FDT ({newest.generation_text()}"
+              f"{', not finalised yet' if _unfinalized(newest) else ''}"
               f"{', preserved by its own map' if newest.self_preserved else ''})")
     if older:
         received = older[0]
@@ -141,6 +154,22 @@ def _assign_roles(kho: Kho) -> None:
         kho.moment = NEXT
         ev.append(f"kho_in 0x{received.phys:x}: older FDT ({received.generation_text()}) named by "
                   f"SETUP_KEXEC_KHO at 0x{received.setups[0].phys:x} ({received.setups[0].via})")
+        return
+    _single_fdt_moment(kho, newest)
+
+
+def _single_fdt_moment(kho: Kho, newest: KhoTree) -> None:
+    """No older FDT was handed over: the saving kernel, unless the boot records were consumed."""
+    ev = kho.evidence
+    consumed = [bp for bp in kho.located.boot_params
+                if any(t == SETUP_RNG_SEED and length == 0 for _p, t, length in bp.chain)
+                and any(s.phys in {p for p, _t, _l in bp.chain} for s in newest.setups)]
+    if consumed:
+        # parse_setup_data() zeroes SETUP_RNG_SEED's len once a kernel has booted with the chain
+        newest.role = "kho_in"
+        kho.moment = NEXT
+        ev.append(f"kho_in 0x{newest.phys:x}: the boot_params at 0x{consumed[0].phys:x} naming it has a "
+                  "consumed SETUP_RNG_SEED (len zeroed by the booted kernel); its own FDT is not built yet")
         return
     kho.moment = SAVING
     ev.append("no older FDT named by setup_data: no hand-over was received")
@@ -150,8 +179,8 @@ def _assign_roles(kho: Kho) -> None:
         ev.append("LUO sessions serialised (liveupdate_reboot had run)" if newest.luo.serialized
                   else "LUO sessions not serialised yet (before liveupdate_reboot)")
     if newest.generation == (0, 0) and newest.setups:
-        ev.append("no generation numbers (kho-v1): a next kernel before it builds its own FDT "
-                  "looks the same; the moment is a guess")
+        ev.append("no generation numbers (kho-v1): a 6.16 next kernel before it finalises its own FDT "
+                  "looks the same unless its boot records were consumed; the moment is a guess")
 
 
 def open_kho(mem: PhysicalMemory, diag: Optional[Diagnostics] = None,
