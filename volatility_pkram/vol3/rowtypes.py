@@ -3,7 +3,9 @@
 * :class:`FileMeta`: a preserved file's metadata (``struct file_header``:
   mode, owner, times), in pkram.files and pkram.extract;
 * :class:`TriageColumns`: what a rebuilt file looks like
-  (:mod:`volatility_pkram.output.triage`), in pkram.extract.
+  (:mod:`volatility_pkram.output.triage`), in pkram.extract;
+* :class:`YaraMatch`: a YARA match (where, which rule, the bytes), in the
+  yarascan plugins.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import stat
 from dataclasses import dataclass
 from typing import Optional
 
+from volatility3.framework.renderers import format_hints
+
 from .report import ns_to_datetime
 from .rows import column
+from .yara_rules import printable
 
-__all__ = ["FileMeta", "TriageColumns"]
+__all__ = ["FileMeta", "TriageColumns", "YaraMatch"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,19 @@ class TriageColumns:
         return cls(t.kind, round(t.entropy, 4), t.detail + scope_note, t.elf_class,
                    t.elf_machine, t.elf_type, t.elf_interpreter, t.pe_machine, t.pe_timestamp,
                    t.pe_imphash, sections, signed)
+
+
+@dataclass(frozen=True)
+class YaraMatch:
+    """One YARA match: the physical address of its first byte, the rule, the bytes."""
+
+    offset: Optional[format_hints.Hex]   # None: the byte is in a hole of the stream
+    rule: str
+    component: str                       # the rule's string identifier
+    value: format_hints.HexBytes
+    match: str                           # the bytes as printable text
+
+    @classmethod
+    def of(cls, phys: Optional[int], hit) -> "YaraMatch":
+        """The columns of a ``streamscan`` hit whose first byte is at ``phys``."""
+        return cls(phys, hit.rule, hit.identifier, hit.data, printable(hit.data))

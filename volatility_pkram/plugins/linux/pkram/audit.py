@@ -20,13 +20,13 @@ vollog = logging.getLogger(__name__)
 class AuditRow:
     """One finding of the audit, or one of its summary rows."""
 
-    kind: str
-    severity: str
-    start: Optional[format_hints.Hex]
+    kind: str                            # orphan, unchained-node, dangling, double-reference, ..., summary
+    severity: str                        # info, low, medium, high
+    start: Optional[format_hints.Hex]    # physical address of the first page concerned
     pages: int
     node: Optional[str]
     file: Optional[str]
-    index: Optional[int]
+    index: Optional[int]                 # page index inside the file, when the row is about one
     explanation: str
 
 

@@ -16,10 +16,10 @@ from volatility_pkram.vol3.open import open_memory
 class ScanRow:
     """A carved candidate page with its verdict and evidence (or the summary row)."""
 
-    kind: str
+    kind: str                            # super block, node, pagetable root, or summary
     pfn: Optional[format_hints.Hex]
     verdict: str
-    chosen: bool
+    chosen: bool                         # what the other plugins use when no pkram= is valid
     nodes: int
     objects: Optional[int]
     evidence: str

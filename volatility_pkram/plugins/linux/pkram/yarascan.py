@@ -11,27 +11,19 @@ from volatility_pkram.output import streamscan
 from volatility_pkram.pkram import audit, streams as pkstreams
 from volatility_pkram.vol3 import options, rows, yara_rules
 from volatility_pkram.vol3.open import open_pkram
+from volatility_pkram.vol3.rowtypes import YaraMatch
 
 
 @dataclass(frozen=True)
 class YaraRow:
-    """A match: where it is physically, in which file at which offset, how many pieces it spans."""
+    """A match, the file it lies in at which offset, and in how many physical pieces."""
 
-    offset: Optional[format_hints.Hex]
-    rule: str
-    component: str
-    value: format_hints.HexBytes
-    match: str
+    hit: YaraMatch
     node: Optional[str]
-    name: Optional[str]
+    name: Optional[str]                  # the file, raw stream, or structure owning the page
     file_offset: Optional[format_hints.Hex]
-    pieces: int
-    source: str
-
-    @classmethod
-    def of(cls, phys, hit, node, name, file_offset, pieces, source) -> "YaraRow":
-        return cls(phys, hit.rule, hit.identifier, hit.data, yara_rules.printable(hit.data), node, name,
-                   file_offset, pieces, source)
+    pieces: int                          # physically contiguous pieces the match spans
+    source: str                          # file, bytes, pages (a stream); orphan, range (physical)
 
 
 class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
@@ -61,8 +53,8 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
             for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
                 pmap = stream.page_map
                 for hit in streamscan.scan_chunks(stream.chunks(StreamStats()), scanner):
-                    yield YaraRow.of(pmap.physical(hit.offset), hit, node.name, stream.name, hit.offset,
-                                     pmap.pieces(hit.offset, len(hit.data)), stream.kind)
+                    yield YaraRow(YaraMatch.of(pmap.physical(hit.offset), hit), node.name, stream.name,
+                                  hit.offset, pmap.pieces(hit.offset, len(hit.data)), stream.kind)
 
     @staticmethod
     def _physical_hits(pk, scanner, runs, source, refmap):
@@ -74,7 +66,7 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
                     foff = idx * PAGE_SIZE + (hit.offset & (PAGE_SIZE - 1))
                     break
                 node, name = owner.node, owner.file or owner.kind
-            yield YaraRow.of(hit.offset, hit, node, name, foff, 1, source)
+            yield YaraRow(YaraMatch.of(hit.offset, hit), node, name, foff, 1, source)
 
     @staticmethod
     def _audit(pk):
