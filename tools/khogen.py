@@ -809,15 +809,23 @@ class Kernel:
         folios_out = []
         if f.size:
             # memfd_pin_folios(): holes get a zeroed folio now
+            filled = set()
             for fol in f.folios:
                 if fol[2] is None:
                     fol[2] = self.alloc.block(0, "memfd-hole-folio")
                     f.content[fol[0]] = bytes(PAGE_SIZE)
+                    filled.add(fol[0])
             nr = len(f.folios)
             arr_pages = [self.alloc.page("memfd-folio-array") for _ in range(-(-nr * 16 // PAGE_SIZE))]
             for i, (idx, order, pfn) in enumerate(f.folios):
                 self.preserve_folio(pfn, order)
-                flags = MEMFD_FOLIO_DIRTY | MEMFD_FOLIO_UPTODATE
+                if v2:
+                    # 7.x: folio_mark_dirty() + zero/mark uptodate, unconditionally
+                    flags = MEMFD_FOLIO_DIRTY | MEMFD_FOLIO_UPTODATE
+                else:
+                    # 6.19.0: folio_test_dirty()/folio_test_uptodate(); a hole
+                    # folio that memfd_pin_folios() just allocated is clean
+                    flags = MEMFD_FOLIO_UPTODATE | (0 if idx in filled else MEMFD_FOLIO_DIRTY)
                 w0 = (pfn & ((1 << 52) - 1)) | (flags << 52)
                 page, off = divmod(i * 16, PAGE_SIZE)
                 self.mem.write((arr_pages[page] << PAGE_SHIFT) + off, struct.pack("<QQ", w0, idx))
