@@ -303,7 +303,7 @@ def test_scenario_consistent(built, name):
             nxt, typ, ln = struct.unpack("<QII", img.rd(p, 16))
             chain.append((p, typ, ln))
             p = nxt
-        assert [(c["phys"], c["type"]) for c in kx["setup_data_chain"]] == [(a, t) for a, t, _ in chain]
+        assert [(c["phys"], c["type"], c["len"]) for c in kx["setup_data_chain"]] == chain
         kho = [c for c in kx["setup_data_chain"] if c["type"] == 10][0]
         fdt_addr, fdt_size, sa, ss = struct.unpack("<QQQQ", img.rd(kho["phys"] + 16, 32))
         assert fdt_addr == man["saving_kernel"]["root_fdt_page"] and fdt_size == PAGE

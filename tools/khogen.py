@@ -1143,6 +1143,8 @@ class Builder:
             if e["type"] == SETUP_RNG_SEED:
                 self.mem.write(e["phys"] + 12, bytes(4))
                 self.mem.write(e["phys"] + 16, bytes(RNG_SEED_LENGTH))
+                e["len"] = 0
+                e["zeroed_by_next"] = True
         nspec = dict(self.spec)
         nspec["unknown_client"] = None
         nk.boot(nspec)
