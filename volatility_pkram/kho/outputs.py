@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.streams import ObjectStream, PageMap, StreamStats, byte_stream_chunks
 from ..output.files import describe_stats, safe_component
+from .format import native_u64
 from .memfd import Memfd, memfd_stream
 from .reader import Kho, PreservedFile
 from .tree import MAX_BLOB, KhoClient
@@ -70,14 +71,34 @@ def _handler_data(kho: Kho, pf: PreservedFile) -> OutputItem:
     return OutputItem(pf.session.name, pf.file.token, "handler-data", name, stream, notes=notes)
 
 
-def _client_item(kho: Kho, cl: KhoClient) -> Optional[OutputItem]:
+def _client_items(kho: Kho, cl: KhoClient) -> Iterator[OutputItem]:
+    """An undecoded client's blob, and every preserved run a u64 of its sub-FDT names."""
     if cl.name in KNOWN_CLIENTS or not cl.data_phys:
-        return None
+        return
     size = cl.sub_fdt.totalsize if cl.sub_fdt else (cl.blob_size or PAGE_SIZE)
     notes = [f"blob-size {size} capped at {MAX_BLOB}"] if size > MAX_BLOB else []
-    name = f"kho-client__{safe_component(cl.name, 'client')}.blob"
-    stream = raw_stream(kho.mem, name, cl.data_phys & ~0xFFF, min(size + (cl.data_phys & 0xFFF), MAX_BLOB))
-    return OutputItem("(kho client)", None, "kho-client", name, stream, notes=notes)
+    base = f"kho-client__{safe_component(cl.name, 'client')}"
+    stream = raw_stream(kho.mem, f"{base}.blob", cl.data_phys & ~0xFFF,
+                        min(size + (cl.data_phys & 0xFFF), MAX_BLOB))
+    yield OutputItem("(kho client)", None, "kho-client", f"{base}.blob", stream, notes=notes)
+    order_of = kho.primary.preserved.order_of() if kho.primary.preserved else {}
+    for node in cl.sub_fdt.nodes if cl.sub_fdt else ():
+        for prop, value in node.props.items():
+            phys = native_u64(value)
+            pages = _preserved_run(order_of, phys) if phys and not phys & 0xFFF else 0
+            if pages:
+                name = f"{base}__{safe_component(node.path.strip('/') + '@' + prop, 'prop')}.blob"
+                yield OutputItem("(kho client)", None, "kho-client", name,
+                                 raw_stream(kho.mem, name, phys, min(pages * PAGE_SIZE, MAX_BLOB)),
+                                 notes=[f"preserved run named by property {prop!r}"])
+
+
+def _preserved_run(order_of: dict, phys: int) -> int:
+    """Pages of the contiguous preserved blocks starting at ``phys`` (0 if none starts there)."""
+    pfn = start = phys >> PAGE_SHIFT
+    while pfn in order_of and pfn - start < MAX_BLOB // PAGE_SIZE:
+        pfn += 1 << order_of[pfn]
+    return pfn - start
 
 
 def output_items(kho: Kho, max_size: Optional[int] = None) -> Iterator[OutputItem]:
@@ -91,9 +112,7 @@ def output_items(kho: Kho, max_size: Optional[int] = None) -> Iterator[OutputIte
         else:
             yield _handler_data(kho, pf)
     for cl in kho.primary.clients:
-        item = _client_item(kho, cl)
-        if item is not None:
-            yield item
+        yield from _client_items(kho, cl)
 
 
 def stream_notes(item: OutputItem, stats: StreamStats) -> str:
