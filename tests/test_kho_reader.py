@@ -124,3 +124,13 @@ def test_v1_bitmaps_luo_fdt_memfd_v1():
 def test_no_kho_state():
     with pytest.raises(KhoNotFound):
         open_kho(BytesMemory(bytes(4 << 20)))
+
+
+def test_next_kernel_with_the_received_luo_ser_reused():
+    img, truth = build_next(SPECS)
+    luo = open_kho(BytesMemory(bytes(img.buf))).kho_in.luo.phys
+    img.buf[luo:luo + PAGE_SIZE] = bytes(range(256)) * 16        # luo_early_startup freed it
+    mem = BytesMemory(bytes(img.buf))
+    kho = open_kho(mem)
+    assert kho.moment == NEXT and "carved-sessions" in {p.kind for p in kho.diag}
+    check_ranges(kho, check_files(kho, truth, mem))

@@ -21,7 +21,7 @@ from .format import MEMFD_V1, MEMFD_V2, layouts
 from .memmap import PreservedMap
 from .mem import read_bytes
 
-__all__ = ["carve_memfd_sers"]
+__all__ = ["carve_memfd_sers", "carve_session_heads", "memfd_compat_for"]
 
 KHO_VMALLOC_ALLOC = 0x0001          # kexec_handover.c: vmalloc_flags_to_kho
 KHO_VMALLOC_HUGE_VMAP = 0x0002
@@ -66,3 +66,39 @@ def carve_memfd_sers(mem: PhysicalMemory, pmap: PreservedMap, compatible: str,
 def memfd_compat_for(kho_compatible: str) -> str:
     """The memfd handler revision a KHO revision's kernel writes (6.19 v1; 7.x v2)."""
     return MEMFD_V1 if kho_compatible == "kho-v1" else MEMFD_V2
+
+
+def _session_block(page: bytes, preserved: Set[int]) -> bool:
+    """Does ``page`` look like a serialised 7.x session block (kho_block_header_ser + luo_session_ser)?"""
+    lay = layouts()
+    hdr = lay["kho_block_header_ser"].unpack(page)
+    entry = lay["luo_session_ser"]
+    count, nxt = hdr["count"], hdr["next"]
+    if not 1 <= count <= (PAGE_SIZE - 16) // entry.size or (nxt and (nxt & 0xFFF or nxt >> PAGE_SHIFT not in preserved)):
+        return False
+    for i in range(count):
+        raw = page[16 + i * entry.size:16 + (i + 1) * entry.size]
+        rec = entry.unpack(raw)
+        name = raw[:64].split(b"\0", 1)[0]
+        if not name or b"\0" not in raw[:64] or not rec["count"]:
+            return False
+        if rec["files"] & 0xFFF or rec["files"] >> PAGE_SHIFT not in preserved:
+            return False
+    return not any(page[16 + count * entry.size:])
+
+
+def carve_session_heads(mem: PhysicalMemory, pmap: PreservedMap) -> List[int]:
+    """Heads of 7.x session block chains among the map's order-0 pages.
+
+    For a next-kernel image whose received ``luo_ser`` page was freed and
+    reused (``luo_early_startup`` frees it at once): the session blocks stay
+    until ``/dev/liveupdate`` is opened. A head is a block no other names.
+    """
+    preserved = {pfn for pfn, order in pmap.blocks() if order == 0}
+    found, named = [], set()
+    for pfn in sorted(preserved)[:MAX_CARVE_CANDIDATES]:
+        page = read_bytes(mem, pfn << PAGE_SHIFT, PAGE_SIZE)
+        if page is not None and _session_block(page, preserved):
+            found.append(pfn << PAGE_SHIFT)
+            named.add(int.from_bytes(page[:8], "little"))
+    return [phys for phys in found if phys not in named]

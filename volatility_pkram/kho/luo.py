@@ -31,7 +31,7 @@ from .format import LUO_V1_COMPAT, LUO_V5_COMPAT, cstring, layouts, native_u64
 from .mem import capped, next_page, read_bytes, read_struct
 
 __all__ = ["LuoFile", "LuoSession", "LuoFlb", "LuoState", "luo_from_blob", "luo_from_fdt",
-           "kho_block_entries"]
+           "kho_block_entries", "luo_session_blocks"]
 
 KHO_MAX_BLOCKS = 10000
 LUO_V1_SESSION_PAGES = 16
@@ -166,7 +166,15 @@ def luo_from_blob(mem: PhysicalMemory, phys: int, size: Optional[int], diag: Dia
     if not state.serialized:
         diag.add("not-serialized", INFO, "LUO sessions_pa is 0: sessions not serialised yet "
                  "(saving kernel before liveupdate_reboot) or none preserved")
-    entries = kho_block_entries(mem, state.sessions_pa, lay["luo_session_ser"].size, diag,
+    luo_session_blocks(mem, state.sessions_pa, state, diag)
+    state.flbs = _flbs(mem, state.flbs_pa, diag, state.meta_pfns)
+    return state
+
+
+def luo_session_blocks(mem: PhysicalMemory, head: int, state: LuoState, diag: Diagnostics) -> None:
+    """Append the sessions of the 7.x block chain at ``head`` (and their files) to ``state``."""
+    lay = layouts()
+    entries = kho_block_entries(mem, head, lay["luo_session_ser"].size, diag,
                                 "LUO sessions", state.meta_pfns)
     for entry_phys, entry in entries:
         session = _session(entry, entry_phys)
@@ -176,8 +184,6 @@ def luo_from_blob(mem: PhysicalMemory, phys: int, size: Optional[int], diag: Dia
             session.files.append(_file(session, i, fraw, fphys))
         _check_count(session, len(session.files), diag)
         state.sessions.append(session)
-    state.flbs = _flbs(mem, state.flbs_pa, diag, state.meta_pfns)
-    return state
 
 
 def _flbs(mem: PhysicalMemory, phys: int, diag: Diagnostics, pfns: List[int]) -> List[LuoFlb]:

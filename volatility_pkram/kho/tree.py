@@ -16,11 +16,12 @@ from typing import List, Optional, Tuple
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.problems import ERROR, INFO, WARNING, Diagnostics
 from .fdt import FdtBlob, read_fdt
-from .format import (LUO_ENTRY, MEMBLOCK_NODE, METADATA_NODE, PROP_BLOB_SIZE, PROP_MEMORY_MAP,
-                     PROP_PRESERVED_DATA, PROP_SUB_FDT, Revision, cstring, layouts, native_u64,
-                     revision_of)
+from .format import (LUO_ENTRY, LUO_V1_COMPAT, LUO_V5_COMPAT, MEMBLOCK_NODE, METADATA_NODE,
+                     PROP_BLOB_SIZE, PROP_MEMORY_MAP, PROP_PRESERVED_DATA, PROP_SUB_FDT, Revision,
+                     cstring, layouts, native_u64, revision_of)
+from .carve import carve_session_heads
 from .locate import SetupKho
-from .luo import LuoState, luo_from_blob, luo_from_fdt
+from .luo import LuoState, luo_from_blob, luo_from_fdt, luo_session_blocks
 from .mem import read_bytes, read_struct
 from .memmap import PreservedMap, kho_mem_deserialize, kho_radix_walk_tree
 
@@ -155,6 +156,22 @@ def _metadata(mem: PhysicalMemory, tree: KhoTree, cl: KhoClient, diag: Diagnosti
     cl.decoded = f"release {tree.previous_release!r}, kexec_count {tree.kexec_count}"
 
 
+def _reused_luo_ser(mem: PhysicalMemory, tree: KhoTree, diag: Diagnostics) -> None:
+    """A ``luo_ser`` that is not ``luo-v5`` any more: find its session blocks by their shape."""
+    luo = tree.luo
+    if luo is None or luo.compatible == LUO_V5_COMPAT or tree.preserved is None or \
+            tree.revision.memory_map != "radix" or luo.compatible == LUO_V1_COMPAT:
+        return
+    heads = carve_session_heads(mem, tree.preserved)
+    for head in heads:
+        luo_session_blocks(mem, head, luo, diag)
+    if heads:
+        luo.serialized = True
+        diag.add("carved-sessions", WARNING, f"luo_ser 0x{luo.phys:x} is overwritten (freed by the next "
+                 f"kernel?); {len(luo.sessions)} session(s) read from {len(heads)} block chain(s) "
+                 "found by their shape", luo.phys >> PAGE_SHIFT)
+
+
 def read_scratch(mem: PhysicalMemory, setup: SetupKho, diag: Diagnostics) -> List[Tuple[int, int]]:
     """The ``struct kho_scratch`` array a ``kho_data`` names (``kho_populate``)."""
     lay = layouts()["kho_scratch"]
@@ -193,6 +210,7 @@ def decode_tree(mem: PhysicalMemory, blob: FdtBlob, setups: List[SetupKho], diag
         cl = _client(mem, tree, node, diag)
         _decode_client(mem, tree, cl, diag)
         tree.clients.append(cl)
+    _reused_luo_ser(mem, tree, diag)
     if blob.truncated:
         diag.add("capped", INFO, f"FDT 0x{blob.phys:x}: node/property caps reached", blob.phys >> PAGE_SHIFT)
     return tree

@@ -13,6 +13,8 @@ from volatility_pkram.vol3 import rows
 
 @dataclass(frozen=True)
 class AuditRow:
+    """A finding of the audit; Start is a physical byte address, Index a page index in the file."""
+
     kind: str
     severity: str
     start: Optional[format_hints.Hex]

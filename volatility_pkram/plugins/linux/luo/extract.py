@@ -17,6 +17,8 @@ TAR_NAME = "luo-files.tar"
 
 @dataclass(frozen=True)
 class ExtractRow:
+    """One stream written under -o: a memfd, another handler's data, or a KHO client's blob."""
+
     session: str
     token: Optional[format_hints.Hex]
     size: int

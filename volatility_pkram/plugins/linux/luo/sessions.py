@@ -13,6 +13,8 @@ from volatility_pkram.vol3 import rows
 
 @dataclass(frozen=True)
 class SessionRow:
+    """One preserved file: its session, token and handler; a memfd's size, pages and seals."""
+
     session: str
     token: Optional[format_hints.Hex]
     handler: str
