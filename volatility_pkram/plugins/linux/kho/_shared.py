@@ -7,14 +7,25 @@ defines no plugin). When no KHO FDT is found a plugin prints
 
 import logging
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
 from volatility3.framework.configuration import requirements
+from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.kho.reader import Kho, KhoNotFound, open_kho
 from volatility_pkram.vol3 import options
 from volatility_pkram.vol3.open import EXIT_NOT_FOUND, open_memory
 
 vollog = logging.getLogger("volatility_pkram")
+
+
+@dataclass(frozen=True)
+class FileId:
+    """Columns Session and Token: which preserved file a row is about (Token: the user's u64)."""
+
+    session: str
+    token: Optional[format_hints.Hex]
 
 
 class KhoPlugin:

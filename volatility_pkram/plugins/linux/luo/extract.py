@@ -1,12 +1,10 @@
 """luo.extract: every preserved memfd rebuilt byte-exact under -o; other data raw."""
 
 from dataclasses import dataclass
-from typing import Optional
 
 from volatility3.framework import interfaces
-from volatility3.framework.renderers import format_hints
 
-from volatility3.plugins.linux.kho._shared import KhoPlugin
+from volatility3.plugins.linux.kho._shared import FileId, KhoPlugin
 from volatility_pkram.kho.outputs import output_items, stream_notes
 from volatility_pkram.vol3 import options, rows
 from volatility_pkram.vol3.dump import StreamDump, tar_entry
@@ -19,8 +17,7 @@ TAR_NAME = "luo-files.tar"
 class ExtractRow:
     """One stream written under -o: a memfd, another handler's data, or a KHO client's blob."""
 
-    session: str
-    token: Optional[format_hints.Hex]
+    file_id: FileId
     size: int
     sha256: str
     file: str
@@ -53,7 +50,7 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
                 for item in output_items(kho, max_size):
                     entry = tar_entry(item.out_name.replace("__", "/", 1), None)
                     out = dump.write(item.out_name, item.stream, entry)
-                    yield ExtractRow(item.session, item.token, out.stats.size, out.sha256, out.file,
+                    yield ExtractRow(FileId(item.session, item.token), out.stats.size, out.sha256, out.file,
                                      stream_notes(item, out.stats), out.triage)
             finally:
                 dump.close()

@@ -4,9 +4,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from volatility3.framework import interfaces
-from volatility3.framework.renderers import format_hints
 
-from volatility3.plugins.linux.kho._shared import KhoPlugin
+from volatility3.plugins.linux.kho._shared import FileId, KhoPlugin
 from volatility_pkram.kho.format import seal_names
 from volatility_pkram.vol3 import rows
 
@@ -15,8 +14,7 @@ from volatility_pkram.vol3 import rows
 class SessionRow:
     """One preserved file: its session, token and handler; a memfd's size, pages and seals."""
 
-    session: str
-    token: Optional[format_hints.Hex]
+    file_id: FileId
     handler: str
     compatible: str
     size: Optional[int]
@@ -44,7 +42,7 @@ class Sessions(KhoPlugin, interfaces.plugins.PluginInterface):
                 status = m.status if m is not None else "handler not decoded; data raw in luo.extract"
                 if not pf.file.clean:
                     status = f"compatible not a clean string; {status}"
-                yield SessionRow(pf.session.name, pf.file.token, pf.handler, pf.file.compatible,
+                yield SessionRow(FileId(pf.session.name, pf.file.token), pf.handler, pf.file.compatible,
                                  m.size if m else None, m.pages if m else None,
                                  seal_names(m.seals) if m and m.seals is not None else None, status)
             self.log_findings(kho)
