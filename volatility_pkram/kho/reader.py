@@ -23,7 +23,7 @@ LUO ``sessions_pa`` != 0 says ``liveupdate_reboot`` had serialised.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..core.physmem import PAGE_SHIFT, PhysicalMemory
 from ..core.problems import Diagnostics
@@ -137,7 +137,22 @@ def _rank(t: KhoTree) -> tuple:
     return (t.generation, _unfinalized(t), t.self_preserved, t.phys)
 
 
-def _assign_roles(kho: Kho) -> None:
+def _kernel_roles(kho: Kho, roles: Dict[int, str]) -> bool:
+    """Roles from the running kernel's own variables (``kho_out.fdt``, ``kho_in.fdt_phys``)."""
+    named = {t.phys: t for t in kho.trees}
+    hits = [(named[phys], role) for phys, role in roles.items() if phys in named]
+    if not any(role == "kho_out" for _t, role in hits):
+        return False
+    for tree, role in hits:
+        tree.role = role
+        kho.evidence.append(f"{role} 0x{tree.phys:x}: the kernel's own variable says so")
+    kho.moment = NEXT if any(role == "kho_in" for _t, role in hits) else SAVING
+    return True
+
+
+def _assign_roles(kho: Kho, kernel_roles: Optional[Dict[int, str]] = None) -> None:
+    if kernel_roles and _kernel_roles(kho, kernel_roles):
+        return
     trees = kho.trees
     genuine = [t for t in trees if t.self_preserved or t.setups or _unfinalized(t)] or list(trees)
     genuine.sort(key=_rank, reverse=True)
@@ -184,8 +199,14 @@ def _single_fdt_moment(kho: Kho, newest: KhoTree) -> None:
 
 
 def open_kho(mem: PhysicalMemory, diag: Optional[Diagnostics] = None,
-             extra_fdts: Optional[List[int]] = None) -> Kho:
-    """Find and decode every KHO FDT in ``mem``; raise :class:`KhoNotFound` if there is none."""
+             extra_fdts: Optional[List[int]] = None, kernel_roles: Optional[Dict[int, str]] = None) -> Kho:
+    """Find and decode every KHO FDT in ``mem``; raise :class:`KhoNotFound` if there is none.
+
+    ``kernel_roles`` maps FDT physical addresses to ``kho_out``/``kho_in`` as
+    the running kernel's variables give them (a matching symbol table); they
+    win over the heuristics of the module docstring.
+    """
+    extra_fdts = list(extra_fdts or []) + list(kernel_roles or {})
     diag = diag if diag is not None else Diagnostics()
     located = locate(mem, diag, extra_fdts)
     if not located.fdts:
@@ -194,7 +215,7 @@ def open_kho(mem: PhysicalMemory, diag: Optional[Diagnostics] = None,
                           + (f" (rejected: {why})" if why else ""))
     trees = [decode_tree(mem, blob, located.setups, diag) for blob in located.fdts]
     kho = Kho(mem, diag, located, trees)
-    _assign_roles(kho)
+    _assign_roles(kho, kernel_roles)
     return kho
 
 

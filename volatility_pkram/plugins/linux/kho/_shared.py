@@ -10,11 +10,13 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
+from volatility3.framework import exceptions
 from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.kho.reader import Kho, KhoNotFound, open_kho
 from volatility_pkram.vol3 import options
+from volatility_pkram.vol3.kernel import ensure_kernel
 from volatility_pkram.vol3.open import EXIT_NOT_FOUND, open_memory
 
 vollog = logging.getLogger("volatility_pkram")
@@ -50,7 +52,8 @@ class KhoPlugin:
     def open_kho(self) -> Kho:
         """Find and decode KHO in the image; exit with status 2 when there is none."""
         try:
-            kho = open_kho(open_memory(self), extra_fdts=list(self.config.get("fdt") or []))
+            kho = open_kho(open_memory(self), extra_fdts=list(self.config.get("fdt") or []),
+                           kernel_roles=self.kernel_roles())
         except KhoNotFound as exc:
             sys.stderr.write(f"kho: error: {exc}\n")
             raise SystemExit(EXIT_NOT_FOUND)
@@ -59,6 +62,25 @@ class KhoPlugin:
         for line in kho.evidence:
             vollog.info(f"kho: {line}")
         return kho
+
+    def kernel_roles(self) -> dict:
+        """FDT phys -> role from the kernel's ``kho_out``/``kho_in`` (7.x) when its symbols match."""
+        kname = ensure_kernel(self)
+        if not kname:
+            return {}
+        vmlinux = self.context.modules[kname]
+        layer = self.context.layers[vmlinux.layer_name]
+        roles = {}
+        try:
+            fdt = int(vmlinux.object_from_symbol("kho_out").fdt)
+            if fdt:
+                roles[layer.translate(fdt)[0]] = "kho_out"
+            fdt_phys = int(vmlinux.object_from_symbol("kho_in").fdt_phys)
+            if fdt_phys:
+                roles[fdt_phys] = "kho_in"
+        except (exceptions.VolatilityException, AttributeError, ValueError) as exc:
+            vollog.info(f"kho: kernel variables kho_out/kho_in unusable: {exc}")
+        return roles
 
     @staticmethod
     def log_findings(kho: Kho, done: int = 0) -> int:
