@@ -550,16 +550,81 @@ def build(args):
                     except Exception as exc:                 # noqa: BLE001
                         radix[mm["u64_le"]] = {"error": repr(exc)}
         m["kho_radix_tree"] = radix
+        fdts = []
+        for off in range(0, len(mem), PAGE):
+            if mem[off:off + 4] != b"\xd0\x0d\xfe\xed":
+                continue
+            try:
+                total = struct.unpack_from(">I", mem, off + 4)[0]
+                hdr, root = parse_fdt(mem[off:off + min(total, 1 << 20)])
+            except Exception:                                # noqa: BLE001
+                continue
+            fj = fdt_json(root)
+            comp = fj["props"].get("compatible", {}).get("string", "")
+            fdts.append({"phys": hex(off), "totalsize": total, "root_compatible": comp, "fdt": fj})
+        m["fdts_in_dump_page_aligned"] = fdts
+        if moment == "B":
+            m["kho_radix_tree_note"] = ("in B the next kernel has already consumed the old radix tree "
+                                        "(kho_mem_deserialize, pages freed and zeroed by init_on_free); "
+                                        "the preserved blocks are marked in the memmap instead, see khop_marked_pages")
+            m["khop_marked_pages"] = scan_khop(mem, files, post, folios["post"])
         m["luo_walk_vs_truth"] = compare_walk(walk, files, post)
         m["kernel_log"] = kernel_lines(lines)
         results[moment] = m
         with open(os.path.join(args.out, f"{name}.manifest.json"), "w") as fh:
-            json.dump(m, fh, indent=1)
-            fh.write("\n")
+            fh.write(dumps_compact(m) + "\n")
         v = m["verification"]["post_preserve_pfns"]
         print(f"{name}: files={len(m['files'])} pages_checked={v['pages_checked']} ok={v['pages_ok']} "
               f"mismatches={len(v['mismatches'])} walk={json.dumps(m['luo_walk_vs_truth'])[:300]}")
     return results
+
+
+KHOP = 0x4B484F50
+
+
+def scan_khop(mem, files, post, folios_post):
+    """page->private = (KHO_PAGE_MAGIC 'KHOP' << 32) | order, written by the next kernel into the head
+    page of every preserved block (kho_mem_deserialize). struct page is 64 bytes, private at +0x28.
+    Finds them by value, then the memmap base that maps the ground-truth folio heads onto them."""
+    hits = {}
+    i = 0
+    while True:
+        i = mem.find(b"POHK", i)
+        if i < 0:
+            break
+        if i % 8 == 4:
+            order = struct.unpack_from("<I", mem, i - 4)[0]
+            if order <= 20:
+                hits[i - 4] = order
+        i += 1
+    out = {"marked_pages": len(hits),
+           "by_order": {str(k): v for k, v in sorted(collections.Counter(hits.values()).items())}}
+    if not hits:
+        return out
+    truth = []
+    for fid, f in files.items():
+        heads = {fo["index"]: fo["pages"] for fo in folios_post.get(fid, [])}
+        skip = set()
+        for idx, pfn in sorted(post.get(fid, {}).items()):
+            if pfn is None or idx in skip:
+                continue
+            n = heads.get(idx, 1)
+            skip.update(range(idx, idx + n))
+            truth.append((pfn, n.bit_length() - 1))
+    cands = collections.Counter()
+    p0, o0 = truth[0]
+    for addr, order in hits.items():
+        if order == o0:
+            cands[addr - 0x28 - 64 * p0] += 1
+    best, best_n = None, -1
+    for base in cands:
+        n = sum(1 for pfn, order in truth if hits.get(base + 64 * pfn + 0x28) == order)
+        if n > best_n:
+            best, best_n = base, n
+    out.update({"memmap_phys_base_inferred": hex(best), "struct_page_size": 64, "private_offset": 0x28,
+                "truth_folios": len(truth), "truth_folios_marked": best_n,
+                "marked_pages_not_in_truth": len(hits) - best_n})
+    return out
 
 
 def walk_luo_sessions_at(mem, pa):
@@ -592,6 +657,23 @@ def walk_luo_sessions_at(mem, pa):
             out["sessions"].append(s)
     del fake
     return out
+
+
+def dumps_compact(obj, ind=0):
+    """JSON with one key per line, but lists of scalars (and short dicts) on a single line."""
+    pad = " " * ind
+    if isinstance(obj, dict):
+        flat = json.dumps(obj)
+        if len(flat) <= 100 or not obj:
+            return flat
+        items = [f'{pad} {json.dumps(k)}: {dumps_compact(v, ind + 1)}' for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list):
+        if all(not isinstance(x, (dict, list)) for x in obj) or len(json.dumps(obj)) <= 100:
+            return json.dumps(obj)
+        items = [f"{pad} {dumps_compact(v, ind + 1)}" for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj)
 
 
 def compare_memfd(found, files, post):
