@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pytest
-from volatility3.framework import renderers
+from volatility3.framework import interfaces, renderers
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.vol3 import rows
@@ -63,3 +63,25 @@ def test_a_field_that_is_not_a_column_is_refused():
 
     with pytest.raises(TypeError):
         rows.tree_grid(Bad, [])
+
+
+@dataclass(frozen=True)
+class Flat:
+    start: format_hints.Hex
+    pfn: Optional[format_hints.Hex]
+    data: format_hints.HexBytes
+    when: Optional[datetime.datetime]
+    text: Optional[str]
+
+
+@pytest.mark.parametrize("row", [
+    Flat(1, 2, b"x", None, "t"), Flat(1, None, b"", None, None),
+    Flat(1, renderers.UnparsableValue(), b"y", renderers.UnparsableValue(), "u"),
+    Flat(0, 0, b"\0", datetime.datetime(2000, 1, 1), "")])
+def test_the_flat_path_equals_the_general_one(row):
+    general: list = []
+    rows._cells(row, rows._spec(Flat), general)
+    got = rows.values(row)
+    assert [type(v) for v in got] == [type(v) for v in general]
+    assert [v for v in got if not isinstance(v, interfaces.renderers.BaseAbsentValue)] == \
+        [v for v in general if not isinstance(v, interfaces.renderers.BaseAbsentValue)]

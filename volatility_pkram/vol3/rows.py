@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from operator import attrgetter
 from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from volatility3.framework import interfaces, renderers
@@ -63,6 +64,8 @@ class _Field(NamedTuple):
 class _Spec(NamedTuple):
     columns: List[Tuple[str, type]]
     fields: Tuple[_Field, ...]
+    flat: Optional[Callable[[object], tuple]]   # no groups: the fields' values as a tuple, in C
+    wrap: Tuple[Tuple[int, type], ...]          # (index, hint) of the fields a hint wraps
 
 
 _SPECS: Dict[type, _Spec] = {}
@@ -94,7 +97,12 @@ def _spec(row_type: type) -> _Spec:
         hint = kind if getattr(kind, "__module__", None) == format_hints.__name__ else None
         cols.append((f.metadata.get("column") or column_name(f.name), kind))
         fields.append(_Field(f.name, hint, None))
-    spec = _SPECS[row_type] = _Spec(cols, tuple(fields))
+    flat = None
+    if not any(f.group for f in fields):
+        names = [f.attr for f in fields]
+        flat = attrgetter(*names) if len(names) > 1 else (lambda row: (getattr(row, names[0]),))
+    wrap = tuple((i, f.hint) for i, f in enumerate(fields) if f.hint is not None)
+    spec = _SPECS[row_type] = _Spec(cols, tuple(fields), flat, wrap)
     return spec
 
 
@@ -118,8 +126,23 @@ def _cells(row, spec: _Spec, out: list) -> None:
 
 def values(row) -> tuple:
     """The values of ``row`` in column order, as a TreeGrid row."""
+    spec = _SPECS.get(type(row)) or _spec(type(row))
+    if spec.flat is not None:
+        # the same values as _cells gives, at a third of the cost, for a row
+        # without None or absent values (the ranges table: 10^5 rows and more)
+        vals = spec.flat(row)
+        if None not in vals:
+            try:
+                if not spec.wrap:
+                    return vals
+                vals = list(vals)
+                for i, hint in spec.wrap:
+                    vals[i] = hint(vals[i])
+                return tuple(vals)
+            except TypeError:   # an absent value (UnparsableValue) that a hint would wrap
+                pass
     out: list = []
-    _cells(row, _spec(type(row)), out)
+    _cells(row, spec, out)
     return tuple(out)
 
 
