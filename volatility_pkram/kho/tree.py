@@ -159,8 +159,7 @@ def _metadata(mem: PhysicalMemory, tree: KhoTree, cl: KhoClient, diag: Diagnosti
 def _reused_luo_ser(mem: PhysicalMemory, tree: KhoTree, diag: Diagnostics) -> None:
     """A ``luo_ser`` that is not ``luo-v5`` any more: find its session blocks by their shape."""
     luo = tree.luo
-    if luo is None or luo.compatible == LUO_V5_COMPAT or tree.preserved is None or \
-            tree.revision.memory_map != "radix" or luo.compatible == LUO_V1_COMPAT:
+    if luo is None or luo.compatible in (LUO_V5_COMPAT, LUO_V1_COMPAT) or tree.revision.memory_map != "radix":
         return
     heads = carve_session_heads(mem, tree.preserved)
     for head in heads:
