@@ -656,10 +656,17 @@ class Kernel:
             cnt = 1 + 2
             self.scratch_array_phys = self.alloc.top_down(cnt * 16, PAGE_SIZE)
             align = 4 << 20 if self.r["map"] == "radix" else 2 << 20
-            sizes = spec.get("scratch", ["4M", "8M", "8M"])
+            # 7.x default mirrors the real 7.3.4 QEMU boot: the global area
+            # came out empty (size 0, placed at the end of the lowmem area)
+            default = ["8M", "0", "16M"] if self.r["map"] == "radix" else ["4M", "8M", "8M"]
+            sizes = spec.get("scratch", default)
             self.scratch = []
             for sz in sizes:
                 size = -(-parse_size(sz) // align) * align
+                if size == 0:
+                    prev = self.scratch[-1] if self.scratch else [self.mem.size, 0]
+                    self.scratch.append([prev[0] + prev[1], 0])
+                    continue
                 self.scratch.append([self.alloc.top_down(size, align), size])
             for i, (a, s) in enumerate(self.scratch):
                 self.mem.put_u64(self.scratch_array_phys + i * 16, a)
@@ -965,16 +972,17 @@ class Kernel:
             rec["ser_phys"] = ent
 
     # ----------------------------------------------------------- kexec load
-    def kexec_load(self, cmdline: str) -> None:
-        """kexec_file_load: kho_fill_kimage() + bzImage64_load()."""
+    def kexec_load(self, cmdline: str, rng_seed: bool = False) -> None:
+        """kexec_file_load: bzImage64_load() + kho_fill_kimage()."""
         cnt = len(self.scratch)
         arr = b"".join(struct.pack("<QQ", a, s) for a, s in self.scratch)
-        # scratch-array segment: top-down, 64K aligned, in the last scratch area
-        a, s = self.scratch[-1]
+        # kho_locate_mem_hole() tries the scratch areas in array order, top
+        # down; the real 7.3.4 image has the scratch-array copy in the top
+        # 64 KiB of area 0 (lowmem).  The boot params go just below it here.
+        a, s = self.scratch[0]
         seg = ((a + s - len(arr)) // 0x10000) * 0x10000
         self.mem.write(seg, arr)
-        # boot params segment in the first scratch area (buf_min 0x3000)
-        bp = self.scratch[0][0] + 0x10000
+        bp = seg - 0x2000
         cl = cmdline.encode() + b"\0"
         params_cmdline_sz = -(-(BOOT_PARAMS_SIZE + len(cl) + MAX_ELFCOREHDR_STR_LEN) // 16) * 16
         params = bytearray(params_cmdline_sz + 48 + 16 + RNG_SEED_LENGTH)
@@ -989,17 +997,20 @@ class Kernel:
         struct.pack_into("<QQQQ", params, kho_off + 16, self.fdt_phys, PAGE_SIZE, seg, cnt * 16)
         struct.pack_into("<Q", params, kho_off, struct.unpack_from("<Q", params, BP_SETUP_DATA)[0])
         struct.pack_into("<Q", params, BP_SETUP_DATA, bp + kho_off)
-        rng_off = kho_off + 48
-        seed = random.Random(f"{self.gen.seed}-rngseed").randbytes(RNG_SEED_LENGTH)
-        struct.pack_into("<QII", params, rng_off, bp + kho_off, SETUP_RNG_SEED, RNG_SEED_LENGTH)
-        params[rng_off + 16:rng_off + 16 + RNG_SEED_LENGTH] = seed
-        struct.pack_into("<Q", params, BP_SETUP_DATA, bp + rng_off)
-        self.mem.write(bp, bytes(params))
-        chain = [{"phys": bp + rng_off, "type": SETUP_RNG_SEED, "len": RNG_SEED_LENGTH,
-                  "next": bp + kho_off},
-                 {"phys": bp + kho_off, "type": SETUP_KEXEC_KHO, "len": 32, "next": 0,
+        chain = [{"phys": bp + kho_off, "type": SETUP_KEXEC_KHO, "len": 32, "next": 0,
                   "kho_data": {"fdt_addr": self.fdt_phys, "fdt_size": PAGE_SIZE,
                                "scratch_addr": seg, "scratch_size": cnt * 16}}]
+        if rng_seed:
+            # setup_rng_seed() only when rng_is_initialized(); the real QEMU
+            # TCG boot had none
+            rng_off = kho_off + 48
+            seed = random.Random(f"{self.gen.seed}-rngseed").randbytes(RNG_SEED_LENGTH)
+            struct.pack_into("<QII", params, rng_off, bp + kho_off, SETUP_RNG_SEED, RNG_SEED_LENGTH)
+            params[rng_off + 16:rng_off + 16 + RNG_SEED_LENGTH] = seed
+            struct.pack_into("<Q", params, BP_SETUP_DATA, bp + rng_off)
+            chain.insert(0, {"phys": bp + rng_off, "type": SETUP_RNG_SEED,
+                             "len": RNG_SEED_LENGTH, "next": bp + kho_off})
+        self.mem.write(bp, bytes(params))
         self.kexec = {"boot_params": bp, "boot_params_size": len(params),
                       "setup_data_chain": chain, "scratch_segment": seg,
                       "cmdline": cmdline, "cmdline_phys": bp + BOOT_PARAMS_SIZE}
@@ -1061,7 +1072,8 @@ class Builder:
         if self.rev == "6.16" and spec.get("finalize", True):
             k.finalize_616()
         if loaded:
-            k.kexec_load(spec.get("cmdline", "console=ttyS0 kho=on liveupdate=on"))
+            k.kexec_load(spec.get("cmdline", "console=ttyS0 kho=on liveupdate=on"),
+                         bool(spec.get("rng_seed", False)))
         serialized = spec.get("serialized", True) or self.moment == "next"
         # liveupdate_reboot() runs in kernel_kexec(), which needs a loaded image
         serialized = bool(serialized and loaded)
@@ -1149,9 +1161,24 @@ class Builder:
         nspec["unknown_client"] = None
         nk.boot(nspec)
         nk.freed = []
-        if k.r["luo"] == "luo-v5":
+        if k.r["luo"] == "luo-v5" and k.luo_ser_phys:
             nk.freed.append({"what": "incoming luo_ser (kho_restore_free in luo_early_startup)",
                              "phys": k.luo_ser_phys})
+        # The old kernel's map pages are not preserved: once the new kernel
+        # has read them they are ordinary free memory.  With init_on_free=1
+        # (the real 7.3.4 test images) freed pages read as zero.
+        old_map = list(k.radix_nodes) + list(k.chunks)
+        if k.r["bitmap_bits"] == PAGE_SIZE * 8:
+            old_map += [p for per in k.bitmaps.values() for p in per.values()]
+        elif k.r["bitmap_bits"]:
+            old_map += sorted({p & ~(PAGE_SIZE - 1) for per in k.bitmaps.values()
+                               for p in per.values()})
+        for phys in old_map:
+            nk.freed.append({"what": "old preserved-memory map page (not preserved)", "phys": phys})
+        self.init_on_free = bool(self.spec.get("init_on_free", True))
+        if self.init_on_free:
+            for f in nk.freed:
+                self.mem.zero(f["phys"] >> PAGE_SHIFT)
         return nk
 
     # ------------------------------------------------------------ manifest
@@ -1193,8 +1220,9 @@ class Builder:
                 d["luo"].update({"fdt_phys": k.luo_fdt_phys,
                                  "session_header": k.luo_session_block,
                                  "session_compatible": "luo-session-v2"})
-        if getattr(k, "freed", None):
+        if getattr(k, "freed", None) is not None:
             d["freed_by_next"] = k.freed
+            d["init_on_free"] = self.init_on_free
         return d
 
     def _manifest(self, k: Kernel, nk: Kernel | None, records, serialized: bool) -> dict:
@@ -1526,15 +1554,21 @@ def _build_scenarios() -> dict[str, dict]:
             add(_luo(rev, mom, f"{tag}_luo_{mom}"),
                 f"{rev}: sessions, memfds (holes, seals, large folios, multi-page folio array), "
                 f"unknown file handler and KHO client, reserve_mem, {mom}")
+    add(_luo("7.3", "next", "v73_luo_next_noinit", init_on_free=False),
+        "7.3 next kernel booted without init_on_free: the old radix tree and luo_ser "
+        "are free but still readable")
+    add(_luo("6.19", "next", "v619_luo_next_noinit", init_on_free=False, rng_seed=True),
+        "6.19 next kernel without init_on_free: the old chunk list and bitmaps still readable")
     add(_luo("7.3", "saved", "v73_luo_noreboot", serialized=False, kexec_loaded=True),
         "7.3 before the kexec reboot: preserved memfds, blocks allocated, names/records still zero")
     add(_luo("7.3", "saved", "v73_luo_running", kexec_loaded=False),
         "7.3 running, no kexec image loaded (so nothing serialised, no setup_data)")
-    add(_luo("7.3", "next", "v73_stale_next",
+    add(_luo("7.3", "next", "v73_stale_next", init_on_free=False, rng_seed=True,
              stale_fdts=[{"compatible": "kho-v4"}, {"compatible": "kho-v1"}],
              sessions=_sessions("7.3") + [{"name": "closed", "close": True, "files": [
                  {"token": 7, "size": 3 * PAGE_SIZE}]}]),
-        "7.3 next kernel with stale kho-v4/kho-v1 FDTs and an unpreserved (closed) session")
+        "7.3 next kernel (init_on_free=0) with stale kho-v4/kho-v1 FDTs and an "
+        "unpreserved (closed) session whose freed descriptor still holds its bytes")
     add({"name": "v73_many_sessions", "revision": "7.3", "moment": "saved", "mem_size": "64M",
          "sessions": [{"name": f"s{i:03d}", "files": [{"token": t, "size": 100 + t}
                                                      for t in range(70 if i == 0 else 1)]}
