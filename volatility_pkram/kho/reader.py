@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from ..core.physmem import PAGE_SHIFT, PhysicalMemory
 from ..core.problems import Diagnostics
 from .format import SETUP_RNG_SEED
+from .khop import known_heads_of, memmap_preserved
 from .locate import Located, locate
 from .luo import LuoFile, LuoSession
 from .carve import carve_memfd_sers, memfd_compat_for
@@ -91,7 +92,20 @@ class Kho:
         """Every preserved file of every genuine FDT's LUO state, primary first; memfds decoded."""
         if self._files is None:
             self._files = list(self._decode_files())
+            if self._recover_marks():       # orders from the marks instead of the indices
+                self._files = list(self._decode_files())
         return self._files
+
+    def _recover_marks(self) -> bool:
+        """In a next kernel whose received map is gone, read the preserved set from the memmap."""
+        tree = self.primary
+        if self.moment != NEXT or (tree.preserved is not None and len(tree.preserved)):
+            return False
+        pmap = memmap_preserved(self.mem, known_heads_of(tree, self._files), self.diag)
+        if pmap is None:
+            return False
+        tree.preserved = pmap
+        return True
 
     def _decode_files(self) -> Iterator[PreservedFile]:
         ordered = [self.primary] + [t for t in self.trees if t is not self.primary and t.role != "stale"]
