@@ -536,3 +536,36 @@ def test_bad_spec(tmp_path):
         khogen.generate({"name": "x", "revision": "6.17"}, str(tmp_path))
     with pytest.raises(khogen.GenError):
         khogen.generate({"name": "x", "revision": "7.3", "moment": "later"}, str(tmp_path))
+
+
+REAL = os.path.join(ROOT, "testdata", "kho-real")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(REAL, "kho-7.3-A.raw.xz")),
+                    reason="real 7.3 image not present")
+def test_root_fdt_page_matches_real_7_3():
+    """The generator's FDT calls reproduce the real 7.3.4 root FDT page byte
+    for byte (including the strings the sequential writer leaves at the end
+    of the page), given the same values in the same registration order."""
+    import lzma
+
+    with open(os.path.join(REAL, "kho-7.3-A.manifest.json")) as fh:
+        real_man = json.load(fh)
+    rf = [f for f in real_man["fdts_in_dump_page_aligned"] if f["root_compatible"] == "kho-v4"][0]
+    phys = int(rf["phys"], 16)
+    with lzma.open(os.path.join(REAL, "kho-7.3-A.raw.xz")) as fh:
+        fh.seek(phys)
+        real = fh.read(PAGE)
+    fdt = libfdt.Fdt(bytearray(real))
+    mp = le64(bytes(fdt.getprop(0, "preserved-memory-map")))
+    children = fdt_children(fdt)
+    page = bytearray(PAGE)
+    blob = khogen.SwTree().begin("").prop_str("compatible", "kho-v4") \
+        .prop_u64("preserved-memory-map", mp).end().finish()
+    page[:len(blob)] = blob
+    for name in reversed(list(children)):            # registration order
+        props = children[name]
+        blob = khogen.fdt_add_subtree(blob, name, [("preserved-data", props["preserved-data"]),
+                                                   ("blob-size", props["blob-size"])])
+        page[:len(blob)] = blob
+    assert bytes(page) == real
