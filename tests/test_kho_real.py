@@ -38,9 +38,11 @@ def real_images(tmp_path_factory):
         manifest = json.loads(path.read_text())
         packed = REAL / manifest["image"]
         raw = cache / packed.name.removesuffix(".xz")
-        if packed.exists() and not raw.exists():
-            with lzma.open(packed) as src, open(raw, "wb") as dst:
-                shutil.copyfileobj(src, dst, 4 << 20)
+        for src_path in (packed, packed.with_name(packed.name.replace(".raw.xz", ".elf.xz"))):
+            dst_path = cache / src_path.name.removesuffix(".xz")
+            if src_path.exists() and not dst_path.exists():
+                with lzma.open(src_path) as src, open(dst_path, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 4 << 20)
         out[path.name] = (raw, manifest)
     return out
 
@@ -58,6 +60,31 @@ def rebuild(kho):
     return got
 
 
+def guest_blobs(manifest):
+    """debugfs path -> addresses where the blob the guest read lies in the dump (its own search)."""
+    out = {}
+    for view in manifest.get("kho_guest_view", {}).values():
+        for path, blob in (view.get("blobs") or {}).items():
+            where = blob.get("found_in_dump_at")
+            if isinstance(where, list):
+                out.setdefault(path, set()).update(int(x, 16) for x in where)
+    return out
+
+
+def check_guest_view(kho, manifest):
+    """FDT roles and client blobs against what the guest read from /sys/kernel/debug/kho."""
+    blobs = guest_blobs(manifest)
+    for direction, tree in (("out", kho.kho_out), ("in", kho.kho_in)):
+        fdt = blobs.get(f"/sys/kernel/debug/kho/{direction}/fdt")
+        if fdt:
+            assert tree is not None and tree.phys in fdt, (direction, fdt)
+        for client in ("kexec-metadata", "LUO"):
+            where = blobs.get(f"/sys/kernel/debug/kho/{direction}/sub_fdts/{client}")
+            if not where or tree is None or (direction == "in" and client == "LUO"):
+                continue    # the received luo_ser page is freed at boot: the guest's copy is all it left
+            assert any(c.name == client and c.data_phys in where for c in tree.clients), (direction, client)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [p.name for p in MANIFESTS])
 def test_real_image(real_images, name):
@@ -70,6 +97,7 @@ def test_real_image(real_images, name):
         assert kho.kho_out is not None
         if manifest["moment"] == "B":
             assert kho.kho_in is not None and kho.primary is kho.kho_in
+        check_guest_view(kho, manifest)
         got = rebuild(kho)
         by_content = {(sha, size) for streams in got.values() for sha, size, _i in streams}
         runs = [(r.first_pfn, r.first_pfn + r.pages) for r in kho_ranges(kho)]
@@ -108,3 +136,19 @@ def test_real_image_plugins(vol, real_images, name):
             assert (f["sha256"], f["size"]) in written, f["name"]
     for r in ext.rows:
         assert (ext.outdir / r["File"]).is_file() and "/" not in r["File"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.name for p in MANIFESTS])
+def test_real_elf_core(vol, real_images, name):
+    """The same moment as a QEMU ELF core (dump-guest-memory): volatility's ELF layer, same files."""
+    raw, manifest = real_images[name]
+    elf = raw.with_name(raw.name.replace(".raw", ".elf"))
+    if not elf.exists():
+        pytest.skip("no ELF core of this moment")
+    ext = vol(elf, "luo.extract")
+    assert ext.rc == 0, ext.stderr
+    written = {(r["SHA256"], r["Size"]) for r in ext.rows}
+    for f in manifest["files"]:
+        if f["size"] or manifest["moment"] == "B":
+            assert (f["sha256"], f["size"]) in written, f["name"]

@@ -159,7 +159,7 @@ def luo_from_blob(mem: PhysicalMemory, phys: int, size: Optional[int], diag: Dia
     if size is not None and size < ser_l.size:
         diag.add("short-blob", WARNING, f"LUO blob-size {size} < sizeof(struct luo_ser) {ser_l.size}")
     if compatible != LUO_V5_COMPAT:
-        diag.add("unknown-luo", ERROR, f"LUO blob 0x{phys:x}: compatible {compatible!r}, expected "
+        diag.add("unknown-luo", WARNING, f"LUO blob 0x{phys:x}: compatible {compatible!r}, expected "
                  f"{LUO_V5_COMPAT!r} (a freed and reused page in the next kernel?)", phys >> PAGE_SHIFT)
         return state
     state.serialized = state.sessions_pa != 0
