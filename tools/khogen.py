@@ -7,6 +7,8 @@ memory is preserved for a kexec, for each mainline revision of the format:
 
 * ``6.16``  kho-v1, notifier clients, debugfs finalize, ``khoser_mem_chunk``
             list with 512-byte bitmaps, memblock client; no LUO.
+* ``6.18``  as 6.16 but with page-sized bitmaps (commit a2fff99f92da, also in
+            6.17.y stable); the rest of 6.18 is assumed, not read.
 * ``6.19``  kho-v1 created at boot, ``fdt`` sub-node pointers, chunk list with
             page bitmaps serialised by ``kho_finalize()`` at reboot, LUO FDT
             ``luo-v1`` / ``luo-session-v2``, memfd-v1.
@@ -117,6 +119,13 @@ LIME_HEADER = struct.Struct("<IIQQQ")
 REVISIONS: dict[str, dict[str, Any]] = {
     "6.16": {"kho": "kho-v1", "sub": "fdt", "map": "chunks", "bitmap_bits": 512 * 8,
              "luo": None, "memfd": None, "metadata": False, "release": "6.16.0",
+             "kho_fdt_at": "finalize"},
+    # 6.18 (and 6.17.y stable from ~6.17.9): commit a2fff99f92da "kho: increase
+    # metadata bitmap size to PAGE_SIZE" (mm-hotfixes, Fixes: fc33e4b44b27);
+    # the rest of the 6.18 layout is assumed to be 6.16's (notifier clients,
+    # debugfs finalize) -- not read.
+    "6.18": {"kho": "kho-v1", "sub": "fdt", "map": "chunks", "bitmap_bits": PAGE_SIZE * 8,
+             "luo": None, "memfd": None, "metadata": False, "release": "6.18.0",
              "kho_fdt_at": "finalize"},
     "6.19": {"kho": "kho-v1", "sub": "fdt", "map": "chunks", "bitmap_bits": PAGE_SIZE * 8,
              "luo": "luo-v1", "memfd": "memfd-v1", "metadata": False, "release": "6.19.0",
@@ -627,7 +636,7 @@ class Kernel:
         else:
             props = [("preserved-data", _u64(phys)), ("blob-size", _u64(size))]
         self.subtrees.append({"name": name, "phys": phys, "size": size})
-        if self.rev == "6.16":
+        if self.r["kho_fdt_at"] == "finalize":
             return      # written at finalize by the notifier
         self.fdt_blob = fdt_add_subtree(self.fdt_blob, name, props)
         self._write_root()
@@ -675,7 +684,7 @@ class Kernel:
         if self.r["map"] == "radix":
             self.map_phys = self.alloc.page("radix-root") << PAGE_SHIFT
             self.radix_nodes.append(self.map_phys)
-        if rev == "6.16":
+        if self.r["kho_fdt_at"] == "finalize":
             self.fdt_phys = self.alloc.page("kho-fdt") << PAGE_SHIFT   # alloc_page, written at finalize
         else:
             self.fdt_phys = self.alloc_preserve(PAGE_SIZE, "kho-fdt")
@@ -732,7 +741,7 @@ class Kernel:
         self.memblock_fdt_phys = pfn << PAGE_SHIFT
         blob = self._memblock_blob()
         self.mem.write(self.memblock_fdt_phys, blob)
-        if self.rev == "6.16":
+        if self.r["kho_fdt_at"] == "finalize":
             self.notifiers.append(("memblock", blob))
             return
         self.preserve_pages(pfn, 1)
@@ -753,7 +762,7 @@ class Kernel:
             blob = t.end().finish()
             fdt_pfn = self.alloc.page("client-fdt")
             self.mem.write(fdt_pfn << PAGE_SHIFT, blob)
-            if self.rev == "6.16":
+            if self.r["kho_fdt_at"] == "finalize":
                 self.notifiers.append((name, blob, fdt_pfn, data_phys, size))
             else:
                 self.preserve_folio(fdt_pfn, 0)
@@ -1069,7 +1078,7 @@ class Builder:
         self._stale_fdts(spec.get("stale_fdts", []))
         records = self._luo_activity(k, spec)
         loaded = spec.get("kexec_loaded", True) or self.moment == "next"
-        if self.rev == "6.16" and spec.get("finalize", True):
+        if k.r["kho_fdt_at"] == "finalize" and spec.get("finalize", True):
             k.finalize_616()
         if loaded:
             k.kexec_load(spec.get("cmdline", "console=ttyS0 kho=on liveupdate=on"),
@@ -1187,7 +1196,7 @@ class Builder:
         d = {
             "role": k.role, "revision": k.rev, "release": k.release,
             "kho_compatible": k.r["kho"], "subnode_property": k.r["sub"],
-            "root_fdt": k.fdt_phys if (k.rev != "6.16" or k.finalized) else None,
+            "root_fdt": k.fdt_phys if (k.r["kho_fdt_at"] != "finalize" or k.finalized) else None,
             "root_fdt_page": k.fdt_phys,
             "finalized": k.finalized if k.r["map"] == "chunks" else None,
             "map_kind": k.r["map"],
@@ -1239,7 +1248,7 @@ class Builder:
         for kk in (k, nk):
             if kk is None:
                 continue
-            if kk.memblock_fdt_phys and (kk.rev != "6.16" or kk.finalized):
+            if kk.memblock_fdt_phys and (kk.r["kho_fdt_at"] != "finalize" or kk.finalized):
                 self.fdts.append({"phys": kk.memblock_fdt_phys, "role": "client", "owner": kk.role,
                                   "name": "memblock", "compatible": "memblock-v1"})
             if kk.luo_fdt_phys:
@@ -1547,6 +1556,9 @@ def _build_scenarios() -> dict[str, dict]:
         add({"name": f"v616_memblock_{mom}", "revision": "6.16", "moment": mom, "mem_size": "64M",
              "reserve_mem": _rm(), "unknown_client": {"name": "acme-client", "size": 5000}},
             f"6.16 kho-v1 (512-byte bitmaps), debugfs finalize, memblock + unknown client, {mom}")
+        add({"name": f"v618_memblock_{mom}", "revision": "6.18", "moment": mom, "mem_size": "64M",
+             "reserve_mem": _rm(), "unknown_client": {"name": "acme-client", "size": 5000}},
+            f"6.18 (assumed 6.16 layout) with page-sized bitmaps (commit a2fff99f92da), {mom}")
         add({"name": f"v619_memblock_{mom}", "revision": "6.19", "moment": mom, "mem_size": "64M",
              "reserve_mem": _rm(), "luo": False},
             f"6.19 kho-v1 (page bitmaps), no LUO, memblock only, {mom}")
