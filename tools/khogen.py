@@ -8,7 +8,7 @@ memory is preserved for a kexec, for each mainline revision of the format:
 * ``6.16``  kho-v1, notifier clients, debugfs finalize, ``khoser_mem_chunk``
             list with 512-byte bitmaps, memblock client; no LUO.
 * ``6.18``  as 6.16 but with page-sized bitmaps (commit a2fff99f92da, also in
-            6.17.y stable); the rest of 6.18 is assumed, not read.
+            later 6.17.y stable), checked against a 6.18-era kexec_handover.c.
 * ``6.19``  kho-v1 created at boot, ``fdt`` sub-node pointers, chunk list with
             page bitmaps serialised by ``kho_finalize()`` at reboot, LUO FDT
             ``luo-v1`` / ``luo-session-v2``, memfd-v1.
@@ -122,8 +122,8 @@ REVISIONS: dict[str, dict[str, Any]] = {
              "kho_fdt_at": "finalize"},
     # 6.18 (and 6.17.y stable from ~6.17.9): commit a2fff99f92da "kho: increase
     # metadata bitmap size to PAGE_SIZE" (mm-hotfixes, Fixes: fc33e4b44b27);
-    # the rest of the 6.18 layout is assumed to be 6.16's (notifier clients,
-    # debugfs finalize) -- not read.
+    # a 6.18-era kexec_handover.c keeps 6.16's notifier clients and debugfs
+    # finalize (FDT written at finalize, "fdt" sub-node property).
     "6.18": {"kho": "kho-v1", "sub": "fdt", "map": "chunks", "bitmap_bits": PAGE_SIZE * 8,
              "luo": None, "memfd": None, "metadata": False, "release": "6.18.0",
              "kho_fdt_at": "finalize"},
@@ -1558,7 +1558,7 @@ def _build_scenarios() -> dict[str, dict]:
             f"6.16 kho-v1 (512-byte bitmaps), debugfs finalize, memblock + unknown client, {mom}")
         add({"name": f"v618_memblock_{mom}", "revision": "6.18", "moment": mom, "mem_size": "64M",
              "reserve_mem": _rm(), "unknown_client": {"name": "acme-client", "size": 5000}},
-            f"6.18 (assumed 6.16 layout) with page-sized bitmaps (commit a2fff99f92da), {mom}")
+            f"6.18: 6.16 layout (notifiers, debugfs finalize) with page-sized bitmaps, {mom}")
         add({"name": f"v619_memblock_{mom}", "revision": "6.19", "moment": mom, "mem_size": "64M",
              "reserve_mem": _rm(), "luo": False},
             f"6.19 kho-v1 (page bitmaps), no LUO, memblock only, {mom}")
