@@ -105,7 +105,8 @@ def test_scenario(generated, name):
         assert kho.moment == MOMENTS[manifest["moment"]], kho.evidence
         primary = kho.primary
         handed = manifest["saving_kernel"]
-        if handed.get("preserved") and primary.preserved is not None:
+        if handed.get("preserved") and primary.preserved is not None and len(primary.preserved):
+            # (a next kernel frees the received map once read; the struct page marks are not modelled)
             assert sorted(map(tuple, handed["preserved"])) == sorted(primary.preserved.blocks())
         got = check_files(kho, manifest, manifest["files"])
         check_ranges(kho, got)

@@ -84,9 +84,9 @@ def _session_block(page: bytes, ok: Callable[[int], bool]) -> bool:
         raw = page[16 + i * entry.size:16 + (i + 1) * entry.size]
         rec = entry.unpack(raw)
         name = raw[:64].split(b"\0", 1)[0]
-        if not name or b"\0" not in raw[:64] or not rec["count"] or not name.isascii():
-            return False
-        if rec["files"] & 0xFFF or not ok(rec["files"] >> PAGE_SHIFT):
+        if not name or b"\0" not in raw[:64] or not name.isascii() or bool(rec["files"]) != bool(rec["count"]):
+            return False        # a session without files has files = count = 0
+        if rec["files"] and (rec["files"] & 0xFFF or not ok(rec["files"] >> PAGE_SHIFT)):
             return False
     return not any(page[16 + count * entry.size:])
 

@@ -145,10 +145,21 @@ def _unfinalized(t: KhoTree) -> bool:
     return t.memmap_phys == 0 and t.compatible == "kho-v1"
 
 
+def _consumed(t: KhoTree) -> bool:
+    """A map pointer that leads to no block: the map was consumed and freed by the next kernel.
+
+    Every hand-over preserves at least its own FDT page (7.x ``kho_alloc_preserve``,
+    6.16 ``kho_finalize``), and the next kernel frees the map's pages once it has
+    read them (zeroed under ``init_on_free``).
+    """
+    return bool(t.memmap_phys) and (t.preserved is None or not len(t.preserved))
+
+
 def _rank(t: KhoTree) -> tuple:
     # newest first: generation numbers, then a 6.19 FDT not yet finalised (only a running
-    # kernel's own FDT is in that state), then one preserved by its own map
-    return (t.generation, _unfinalized(t), t.self_preserved, t.phys)
+    # kernel's own FDT is in that state), then one whose map is not consumed, then one
+    # preserved by its own map
+    return (t.generation, _unfinalized(t), not _consumed(t), t.self_preserved, t.phys)
 
 
 def _kernel_roles(kho: Kho, roles: Dict[int, str]) -> bool:
@@ -168,11 +179,12 @@ def _assign_roles(kho: Kho, kernel_roles: Optional[Dict[int, str]] = None) -> No
     if kernel_roles and _kernel_roles(kho, kernel_roles):
         return
     trees = kho.trees
-    genuine = [t for t in trees if t.self_preserved or t.setups or _unfinalized(t)] or list(trees)
+    genuine = [t for t in trees if t.self_preserved or t.setups or _unfinalized(t) or _consumed(t)] \
+        or list(trees)
     genuine.sort(key=_rank, reverse=True)
     newest = genuine[0]
     newest.role = "kho_out"
-    older = [t for t in genuine[1:] if t.setups and _rank(t)[:2] < _rank(newest)[:2]]
+    older = [t for t in genuine[1:] if (t.setups or _consumed(t)) and _rank(t)[:3] < _rank(newest)[:3]]
     ev = kho.evidence
     ev.append(f"kho_out 0x{newest.phys:x}: newest genuine KHO FDT ({newest.generation_text()}"
               f"{', not finalised yet' if _unfinalized(newest) else ''}"
@@ -181,8 +193,9 @@ def _assign_roles(kho: Kho, kernel_roles: Optional[Dict[int, str]] = None) -> No
         received = older[0]
         received.role = "kho_in"
         kho.moment = NEXT
-        ev.append(f"kho_in 0x{received.phys:x}: older FDT ({received.generation_text()}) named by "
-                  f"SETUP_KEXEC_KHO at 0x{received.setups[0].phys:x} ({received.setups[0].via})")
+        ev.append(f"kho_in 0x{received.phys:x}: older FDT ({received.generation_text()})" + (
+            f" named by SETUP_KEXEC_KHO at 0x{received.setups[0].phys:x} ({received.setups[0].via})"
+            if received.setups else "") + (", its map consumed" if _consumed(received) else ""))
         return
     _single_fdt_moment(kho, newest)
 
@@ -190,6 +203,12 @@ def _assign_roles(kho: Kho, kernel_roles: Optional[Dict[int, str]] = None) -> No
 def _single_fdt_moment(kho: Kho, newest: KhoTree) -> None:
     """No older FDT was handed over: the saving kernel, unless the boot records were consumed."""
     ev = kho.evidence
+    if _consumed(newest):
+        newest.role = "kho_in"
+        kho.moment = NEXT
+        ev.append(f"kho_in 0x{newest.phys:x}: its preserved-memory map at 0x{newest.memmap_phys:x} holds no "
+                  "block, so a kernel has read and freed it; this kernel has not built its own FDT yet")
+        return
     consumed = [bp for bp in kho.located.boot_params
                 if any(t == SETUP_RNG_SEED and length == 0 for _p, t, length in bp.chain)
                 and any(s.phys in {p for p, _t, _l in bp.chain} for s in newest.setups)]
