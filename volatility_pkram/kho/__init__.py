@@ -9,7 +9,9 @@ its clients (``memblock``, ``kexec-metadata``, ``LUO``), LUO's sessions
 image shows; :mod:`.ranges` and :mod:`.audit` build on it.
 
 Modules: format (ABI constants, ISF ``symbols/kho-abi.json``), mem (bounded
-reads), fdt (libfdt), locate (carving, setup_data, boot_params), memmap
-(bitmaps and radix tree), tree (one root FDT), luo, memfd, reader (roles,
-moment), ranges, audit.
+reads), fdt (libfdt), locate (FDT carving, setup_data, boot_params), memmap
+(bitmaps and radix tree), khop (the memmap's KHOP marks in a next kernel),
+tree (one root FDT and its clients), luo, memfd, carve (memfd records and
+session blocks found by shape), reader (roles, moment), ranges, audit,
+outputs (streams to write), info (kho.info's rows).
 """

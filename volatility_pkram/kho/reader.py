@@ -105,6 +105,7 @@ class Kho:
         if pmap is None:
             return False
         tree.preserved = pmap
+        tree.self_preserved = (tree.phys >> PAGE_SHIFT) in pmap.order_of()
         return True
 
     def _decode_files(self) -> Iterator[PreservedFile]:
