@@ -21,7 +21,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
-from ..core.physmem import PAGE_SHIFT
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE
 from ..core.ranges import subtract_runs
 from .mem import read_bytes
 from .ranges import labelled_runs, merge_runs
@@ -32,6 +32,7 @@ __all__ = ["AuditRow", "kho_audit", "MAX_ROWS"]
 
 MAX_ROWS = 10000
 _EXEC_MAGIC = (b"\x7fELF", b"MZ", b"#!")
+_EMPTY_FLB = (1).to_bytes(8, "little") + bytes(8)       # struct luo_flb_header_ser {pgcnt 1, count 0}
 
 
 @dataclass
@@ -93,13 +94,15 @@ def _untouched_blocks(tree: KhoTree, described: List[Tuple[int, int]]) -> Iterat
 
 
 def _orphan_severity(kho: Kho, pfn: int) -> Tuple[str, str]:
-    head = read_bytes(kho.mem, pfn << PAGE_SHIFT, 64)
-    if head is None:
+    page = read_bytes(kho.mem, pfn << PAGE_SHIFT, PAGE_SIZE)
+    if page is None:
         return "low", "not in the image"
-    if head.startswith(_EXEC_MAGIC):
-        return "high", f"starts with {head[:4]!r}: executable content survives the reboot unaccounted"
-    if not any(head):
-        return "low", "first bytes zero"
+    if page.startswith(_EXEC_MAGIC):
+        return "high", f"starts with {page[:4]!r}: executable content survives the reboot unaccounted"
+    if not any(page):
+        return "low", "all zero (a LUO block allocated before liveupdate_reboot fills it?)"
+    if page[:16] == _EMPTY_FLB and not any(page[16:]):
+        return "low", "an empty LUO FLB header (luo_flb_setup_outgoing: pgcnt 1, count 0)"
     return "medium", "holds data"
 
 
