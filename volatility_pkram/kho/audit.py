@@ -23,6 +23,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE
 from ..core.ranges import subtract_runs
+from .format import layouts
 from .mem import read_bytes
 from .ranges import labelled_runs, merge_runs
 from .reader import Kho
@@ -103,6 +104,11 @@ def _orphan_severity(kho: Kho, pfn: int) -> Tuple[str, str]:
         return "low", "all zero (a LUO block allocated before liveupdate_reboot fills it?)"
     if page[:16] == _EMPTY_FLB and not any(page[16:]):
         return "low", "an empty LUO FLB header (luo_flb_setup_outgoing: pgcnt 1, count 0)"
+    ser = layouts()["memfd_luo_ser_v2"]
+    f = ser.unpack(page)
+    if not any(page[ser.size:]) and f["size"] == f["nr_folios"] == f["folios_first"] == f["flags"] == 0 \
+            and f["seals"] <= 0x3F:
+        return "low", "the memfd_luo_ser of an empty memfd (size 0: nothing else names it)"
     return "medium", "holds data"
 
 
