@@ -6,6 +6,7 @@ import pytest
 
 from volatility_pkram.pkram.pagetable import identity_map_walk, infer_paging_levels, merge_runs
 from volatility_pkram.core.physmem import BytesMemory
+from volatility_pkram.core.problems import Place
 
 PAGE = 4096
 
@@ -74,3 +75,12 @@ def test_out_of_image_table_page_is_reported_not_read():
 
 def test_merge_runs():
     assert merge_runs([(5, 2), (1, 2), (3, 2), (10, 1)]) == [(1, 6), (10, 1)]
+
+
+def test_findings_lie_in_the_table_read_at_its_depth():
+    # a structured place (what the audit reads node and file from), shown as the depth read
+    mem = _image({0x100: {0: 0x101000}, 0x101: {0: 0x100000, 1: 0x102000}, 0x102: {}}, {})
+    for levels in (4, 5):
+        walk = identity_map_walk(mem, 0x100, levels)
+        assert walk.diag and {p.place for p in walk.diag} == {Place(label=f"{levels}-level identity map")}
+        assert {p.context for p in walk.diag} == {f"{levels}-level identity map"}
