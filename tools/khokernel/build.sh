@@ -6,7 +6,7 @@
 #
 # usage: tools/khokernel/build.sh [7.3] [7.2]       (default: both, 7.3 first)
 # env:   KBUILD=/work/kbuild (scratch: apt state, sources, build trees, uncompressed dumps)
-#        JOBS=2  MEM_MB=256  SKIP_BUILD=1 (reuse an existing bzImage)  NO_DEPS=1 (skip apt-get install)
+#        JOBS=2  MEM_MB=(256 for 7.3, 512 for 7.2)  SKIP_BUILD=1 (reuse an existing bzImage)  NO_DEPS=1 (skip apt-get install)
 # Needs root once for apt-get install of the build/boot tools. Never touches the system's apt sources.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -14,12 +14,14 @@ REPO=$(cd "$HERE/../.." && pwd)
 W=${KBUILD:-/work/kbuild}
 DEST=$REPO/testdata/kho-real
 JOBS=${JOBS:-2}
-MEM_MB=${MEM_MB:-256}
 APPEND_BASE="console=ttyS0 kho=on liveupdate=on nokaslr init_on_free=1"
 VERSIONS=("$@"); [ ${#VERSIONS[@]} -eq 0 ] && VERSIONS=(7.3 7.2)
 # source package per version (both from trixie-backports; sid's Release file was expired when this was written)
 declare -A PKG=([7.3]="linux-source-7.3=7.3.4-1~bpo13+1" [7.2]="linux-source-7.2=7.2.12-1~bpo13+1")
 declare -A ELF=([7.3]="B" [7.2]="")          # moments that also get an ELF dump
+# guest RAM: 7.2's bigger kernel gets ~192 MiB of KHO scratch (CMA); with 256 MiB the pinned memfds
+# leave too little non-CMA memory and kexec_file_load is OOM-killed, so 7.2 runs with 512 MiB
+declare -A MEM=([7.3]=256 [7.2]=512)
 mkdir -p "$W" "$DEST/symbols/linux"
 T() { date +%s; }
 
@@ -79,7 +81,7 @@ for V in "${VERSIONS[@]}"; do
   # ---- 5. boot, kexec, dumps ----
   NAME=kho-$V
   python3 "$HERE/run_guest.py" --kernel "$OUT/arch/x86/boot/bzImage" --initrd "$G/initrd-a.cpio.gz" \
-    --append "$APPEND_BASE" --mem-mb "$MEM_MB" --out "$D" --name "$NAME" --elf "${ELF[$V]}"
+    --append "$APPEND_BASE" --mem-mb "${MEM_MB:-${MEM[$V]}}" --out "$D" --name "$NAME" --elf "${ELF[$V]}"
   # ---- 6. ground truth ----
   python3 "$HERE/mkmanifest.py" --console "$D/$NAME.console.log" --raw-a "$D/$NAME-A.raw" --raw-b "$D/$NAME-B.raw" \
     --name-a "$NAME-A" --name-b "$NAME-B" --kernel-version "$KREL" --out "$D"

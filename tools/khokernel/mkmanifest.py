@@ -611,19 +611,27 @@ def scan_khop(mem, files, post, folios_post):
             n = heads.get(idx, 1)
             skip.update(range(idx, idx + n))
             truth.append((pfn, n.bit_length() - 1))
-    cands = collections.Counter()
-    p0, o0 = truth[0]
-    for addr, order in hits.items():
-        if order == o0:
-            cands[addr - 0x28 - 64 * p0] += 1
-    best, best_n = None, -1
-    for base in cands:
-        n = sum(1 for pfn, order in truth if hits.get(base + 64 * pfn + 0x28) == order)
-        if n > best_n:
-            best, best_n = base, n
-    out.update({"memmap_phys_base_inferred": hex(best), "struct_page_size": 64, "private_offset": 0x28,
-                "truth_folios": len(truth), "truth_folios_marked": best_n,
-                "marked_pages_not_in_truth": len(hits) - best_n})
+    # vmemmap is mapped in 2 MiB blocks: each block holds the struct pages of 32768 PFNs and may
+    # sit anywhere in physical memory, so the base is inferred per 32768-PFN group
+    groups = collections.defaultdict(list)
+    for pfn, order in truth:
+        groups[pfn >> 15].append((pfn, order))
+    bases, marked = {}, 0
+    for g, items in sorted(groups.items()):
+        p0, o0 = items[0]
+        cands = {addr - 0x28 - 64 * (p0 & 0x7FFF) for addr, order in hits.items() if order == o0}
+        best, best_n = None, -1
+        for base in cands:
+            n = sum(1 for pfn, order in items if hits.get(base + 64 * (pfn & 0x7FFF) + 0x28) == order)
+            if n > best_n:
+                best, best_n = base, n
+        bases[hex(g << 15)] = {"memmap_block_phys": hex(best) if best is not None else None,
+                               "truth_folios": len(items), "marked": best_n}
+        marked += max(best_n, 0)
+    out.update({"struct_page_size": 64, "private_offset": 0x28,
+                "memmap_block_per_32768_pfns_inferred": bases,
+                "truth_folios": len(truth), "truth_folios_marked": marked,
+                "marked_pages_not_in_truth": len(hits) - marked})
     return out
 
 
