@@ -6,7 +6,9 @@
 Same as `btf2isf.py --trim`, but the trim also keeps the KHO/LUO structs (the ABI structs of
 include/linux/kho/abi/*.h and the runtime trackers) and types the globals kho_out, kho_in,
 luo_session_global, luo_flb_global and luo_dev. The vmlinux is the build's own (unstripped) ELF,
-System.map the build's own symbol table (nokaslr: addresses as booted).
+System.map the build's own symbol table (nokaslr: addresses as booted). Types Volatility binds
+unconditionally but the minimal kernel lacks (no CONFIG_NET: net, socket, sock, inet_sock, unix_sock)
+are added as empty structs.
 """
 import argparse
 import json
@@ -34,6 +36,12 @@ KHO_SYMBOLS = {
     "kexec_image": "struct kimage *",
 }
 
+# Types Volatility's LinuxKernelIntermedSymbols binds unconditionally (set_type_class); a kernel
+# without CONFIG_NET has no socket types, so empty stand-ins keep the stacker from failing.
+VOL_REQUIRED = """file list_head hlist_head mm_struct super_block task_struct vm_area_struct qstr dentry
+fs_struct files_struct kobject cred inode idr address_space page vfsmount net socket sock inet_sock
+unix_sock""".split()
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,6 +53,9 @@ def main():
     btf2isf.TYPE_TABLE.update(KHO_SYMBOLS)
     isf, banner = btf2isf.convert(args.vmlinux, args.kallsyms)
     btf2isf.trim(isf)
+    stubs = [n for n in VOL_REQUIRED if n not in isf["user_types"]]
+    for n in stubs:
+        isf["user_types"][n] = {"kind": "struct", "size": 0, "fields": {}}
     data = json.dumps(isf, separators=(",", ":"), sort_keys=True).encode()
     if args.out.endswith(".xz"):
         data = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
@@ -56,6 +67,7 @@ def main():
                       "typed_symbols": sum(1 for s in isf["symbols"].values() if "type" in s),
                       "kho_types_present": sorted(t for t in KHO_TYPES if t in isf["user_types"]),
                       "kho_types_absent": sorted(t for t in KHO_TYPES if t not in isf["user_types"]),
+                      "empty_stub_types": stubs,
                       "banner": banner.decode(errors="replace").strip()}))
 
 
