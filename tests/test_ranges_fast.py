@@ -26,7 +26,7 @@ from volatility_pkram.pkram import format as fmt
 from volatility_pkram.core import isf
 from volatility_pkram.core.physmem import BytesMemory, page_aligned, page_numbers
 from volatility_pkram.core.problems import Diagnostics
-from volatility_pkram.pkram.reader import merge_ranges
+from volatility_pkram.core.ranges import merge_ranges
 from volatility_pkram.pkram.regions import pkram_regions
 
 from conftest import runs_of_pages
