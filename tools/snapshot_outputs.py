@@ -95,14 +95,18 @@ def clean_stderr(text: str) -> str:
 
 
 def run_one(vol: str, label: str, image: Path, plugin: str, args: list[str], writes: bool,
-            home: Path) -> dict:
+            home: Path, timeout: int = 300) -> dict:
     with tempfile.TemporaryDirectory(dir=home) as tmp:
         outdir = Path(tmp) / "out"
         outdir.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
         env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"), TZ="UTC")
         cmd = [vol, "-q", "-r", "json", "-f", str(image), "-o", str(outdir), plugin, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            return {"image": label, "plugin": plugin, "args": args, "rc": "timeout",
+                    "stdout": "", "stderr": "", "files": {}}
         files = {}
         if writes:
             for p in sorted(outdir.rglob("*")):
