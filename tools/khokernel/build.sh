@@ -5,14 +5,15 @@
 #   two QMP dumps -> ground-truth manifests -> ISF from BTF + System.map -> xz -> testdata/kho-real.
 #
 # usage: tools/khokernel/build.sh [7.3] [7.2]       (default: both, 7.3 first)
-# env:   KBUILD=/work/kbuild (scratch: apt state, sources, build trees, uncompressed dumps)
+# env:   DEST=testdata/kho-real (where the fixtures go)
+#        KBUILD=/work/kbuild (scratch: apt state, sources, build trees, uncompressed dumps)
 #        JOBS=2  MEM_MB=(256 for 7.3, 512 for 7.2)  SKIP_BUILD=1 (reuse an existing bzImage)  NO_DEPS=1 (skip apt-get install)
 # Needs root once for apt-get install of the build/boot tools. Never touches the system's apt sources.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 W=${KBUILD:-/work/kbuild}
-DEST=$REPO/testdata/kho-real
+DEST=${DEST:-$REPO/testdata/kho-real}
 JOBS=${JOBS:-2}
 APPEND_BASE="console=ttyS0 kho=on liveupdate=on nokaslr init_on_free=1"
 VERSIONS=("$@"); [ ${#VERSIONS[@]} -eq 0 ] && VERSIONS=(7.3 7.2)
