@@ -152,3 +152,19 @@ def test_real_elf_core(vol, real_images, name):
     for f in manifest["files"]:
         if f["size"] or manifest["moment"] == "B":
             assert (f["sha256"], f["size"]) in written, f["name"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.name for p in MANIFESTS])
+def test_real_image_kernel_symbols(vol, real_images, name):
+    """With the kernel's ISF (-s), roles come from kho_out.fdt / kho_in.fdt_phys and agree."""
+    raw, manifest = real_images[name]
+    symbols = REAL / "symbols"
+    if not raw.exists() or not list(symbols.glob(f"linux/{manifest['kernel_version']}*.json*")):
+        pytest.skip("no image or no ISF for this kernel")
+    res = vol(raw, "kho.info", output=False, extra=("-s", str(symbols)))
+    assert res.rc == 0, res.stderr
+    roles = {r["Value"] for r in res.rows if r["Section"] == "fdt"}
+    evidence = " ".join(r["Detail"] for r in res.rows if r["Section"] == "evidence")
+    assert "the kernel's own variable says so" in evidence
+    assert roles >= ({"kho_out", "kho_in"} if manifest["moment"] == "B" else {"kho_out"})
