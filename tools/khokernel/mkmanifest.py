@@ -636,11 +636,8 @@ def scan_khop(mem, files, post, folios_post):
 
 
 def walk_luo_sessions_at(mem, pa):
+    """The session walk of walk_luo(), started at a session block found by content."""
     out = {"sessions_pa": hex(pa), "sessions": []}
-    fake = struct.pack("<8sQQQ", b"scan", 0, pa, 0)
-    # reuse walk_luo's session walk on a synthetic luo_ser
-    tmp = bytearray(mem[:0])
-    del tmp
     sblocks = walk_blocks(mem, pa, 80)
     out["session_blocks"] = [{k: b[k] for k in ("pa", "next", "count")} for b in sblocks]
     for b in sblocks:
@@ -663,7 +660,6 @@ def walk_luo_sessions_at(mem, pa):
                                 f["memfd_error"] = str(exc)
                         s["files"].append(f)
             out["sessions"].append(s)
-    del fake
     return out
 
 
