@@ -93,3 +93,18 @@ def reserved_pfns_from_manifest(manifest):
     for start, pages in manifest["reserved"]:
         pfns.update(range(start // 4096, start // 4096 + pages))
     return pfns
+
+
+def pytest_collection_modifyitems(config, items):
+    """The quick tier (``-m "not slow"``): an end-to-end test parametrized over images
+    runs on its first image only; its other cases are marked ``slow``. The default
+    run (CI, the README's test command) runs them all."""
+    seen = set()
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "vol" not in getattr(item, "fixturenames", ()):
+            continue
+        key = (str(item.fspath), item.originalname)
+        if key in seen:
+            item.add_marker(pytest.mark.slow)
+        seen.add(key)

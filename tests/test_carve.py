@@ -76,6 +76,7 @@ def test_scan_shows_the_evidence(scenario, image_cache, vol):
         assert all(r["Verdict"] != "valid" for r in res.rows if r["Kind"] == "super block")
 
 
+@pytest.mark.slow
 def test_runtime_image_as_lime(image_cache, vol):
     out, m = image_cache("v1_runtime_zero_sb", formats=("raw", "lime"))
     res = vol(out / "image.lime", "pkram.extract")
@@ -84,6 +85,7 @@ def test_runtime_image_as_lime(image_cache, vol):
         (f["node"], f["name"]): f["sha256"] for f in m["files"]}
 
 
+@pytest.mark.slow
 def test_carving_can_be_disabled(image_cache, vol):
     out, _m = image_cache("v1_scrubbed")
     res = vol(out / "image.raw", "pkram.ranges", "--carve", "never", output=False)

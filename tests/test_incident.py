@@ -241,6 +241,7 @@ def test_extract_identifies_elf_pe_script_archive(image_cache, vol):
 
 # -- timeliner ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_timeliner_lists_the_preserved_files_times(image_cache, vol):
     out, m = image_cache("v1_triage")
     res = vol(out / "image.raw", "timeliner.Timeliner", "--plugin-filter", "pkram",

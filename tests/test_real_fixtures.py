@@ -373,6 +373,7 @@ VOL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_volatility_stacks_the_images_and_resolves_saved_command_line(images, tmp_path):
     """Volatility 3 with the shipped ISF: a Linux Intel layer over raw and ELF, saved_command_line."""
     targets = [(images[n][0], str(images[n][1][fmt])) for n in NAMES for fmt in images[n][1]]
@@ -394,6 +395,7 @@ def test_volatility_stacks_the_images_and_resolves_saved_command_line(images, tm
         assert ("Elf64Layer" in out["stack"]) == path.endswith(".elf")
 
 
+@pytest.mark.slow
 def test_isf_validates_against_volatilitys_schema():
     schemas = pytest.importorskip("volatility3.schemas")
     pytest.importorskip("jsonschema")

@@ -64,6 +64,7 @@ def test_real_kernel_image(real, fmt, tmp_path_factory, vol):
     check_extract(vol, image, real)
 
 
+@pytest.mark.slow
 def test_real_kernel_symbol_route(real, tmp_path_factory, vol):
     symbols = REAL / "symbols"
     if not any(symbols.rglob("*.json*")):
