@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE
+from ..core.problems import AUDIT_SCALE, HIGH, INFO, LOW, MEDIUM
 from ..core.ranges import subtract_runs
 from .format import layouts
 from .mem import read_bytes
@@ -71,7 +72,7 @@ def _doubles(refs: List[Ref]) -> Iterator[AuditRow]:
     end, owner = -1, None
     for pfn, pages, session, token, index in refs:
         if pfn < end and owner is not None:
-            yield AuditRow("double-reference", "high", pfn, min(pages, end - pfn), session, token, index,
+            yield AuditRow("double-reference", HIGH, pfn, min(pages, end - pfn), session, token, index,
                            f"also referenced by session {owner[0]!r} token 0x{owner[1] or 0:x}")
         if pfn + pages > end:
             end, owner = pfn + pages, (session, token)
@@ -97,19 +98,19 @@ def _untouched_blocks(tree: KhoTree, described: List[Tuple[int, int]]) -> Iterat
 def _orphan_severity(kho: Kho, pfn: int) -> Tuple[str, str]:
     page = read_bytes(kho.mem, pfn << PAGE_SHIFT, PAGE_SIZE)
     if page is None:
-        return "low", "not in the image"
+        return LOW, "not in the image"
     if page.startswith(_EXEC_MAGIC):
-        return "high", f"starts with {page[:4]!r}: executable content survives the reboot unaccounted"
+        return HIGH, f"starts with {page[:4]!r}: executable content survives the reboot unaccounted"
     if not any(page):
-        return "low", "all zero (a LUO block allocated before liveupdate_reboot fills it?)"
+        return LOW, "all zero (a LUO block allocated before liveupdate_reboot fills it?)"
     if page[:16] == _EMPTY_FLB and not any(page[16:]):
-        return "low", "an empty LUO FLB header (luo_flb_setup_outgoing: pgcnt 1, count 0)"
+        return LOW, "an empty LUO FLB header (luo_flb_setup_outgoing: pgcnt 1, count 0)"
     ser = layouts()["memfd_luo_ser_v2"]
     f = ser.unpack(page)
     if not any(page[ser.size:]) and f["size"] == f["nr_folios"] == f["folios_first"] == f["flags"] == 0 \
             and f["seals"] <= 0x3F:
-        return "low", "the memfd_luo_ser of an empty memfd (size 0: nothing else names it)"
-    return "medium", "holds data"
+        return LOW, "the memfd_luo_ser of an empty memfd (size 0: nothing else names it)"
+    return MEDIUM, "holds data"
 
 
 def kho_audit(kho: Kho, tree: Optional[KhoTree] = None) -> List[AuditRow]:
@@ -125,7 +126,7 @@ def kho_audit(kho: Kho, tree: Optional[KhoTree] = None) -> List[AuditRow]:
                 merge_runs((p, 1 << o, "kho-map", o) for p, o in tree.preserved.blocks())]
         for first, pages in subtract_runs(ref_runs, kept):
             owner = _owner(refs, first)
-            rows.append(AuditRow("dangling", "high", first, pages, owner[0], owner[1], owner[2],
+            rows.append(AuditRow("dangling", HIGH, first, pages, owner[0], owner[1], owner[2],
                                  "referenced by a LUO record but not in the preserved-memory map"))
         described = [(r.first_pfn, r.pages) for r in merge_runs(
             run for run in labelled_runs(kho, tree) if run[2] != "kho-map")]
@@ -135,7 +136,7 @@ def kho_audit(kho: Kho, tree: Optional[KhoTree] = None) -> List[AuditRow]:
                                  f"preserved, referenced by no FDT, client or LUO record; {what}"))
             if len(rows) >= MAX_ROWS:
                 break
-    rows.sort(key=lambda r: ({"high": 0, "medium": 1, "low": 2}.get(r.severity, 3), r.first_pfn or 0))
+    rows.sort(key=lambda r: (-AUDIT_SCALE.index(r.severity), r.first_pfn or 0))
     rows.extend(_summary(kho, tree, refs, have_map, rows))
     return rows
 
@@ -153,7 +154,7 @@ def _summary(kho: Kho, tree: KhoTree, refs: List[Ref], have_map: bool,
     for r in rows:
         kinds[r.kind] = kinds.get(r.kind, 0) + 1
     preserved = tree.preserved.pages if tree.preserved is not None else 0
-    yield AuditRow("summary", "info", None, preserved, explanation=
+    yield AuditRow("summary", INFO, None, preserved, explanation=
                    f"FDT 0x{tree.phys:x} ({tree.role}, {kho.moment}): {preserved} preserved page(s), "
                    f"{sum(r[1] for r in refs)} referenced by {len(kho.files())} LUO file(s)")
     if not have_map:
@@ -162,4 +163,4 @@ def _summary(kho: Kho, tree: KhoTree, refs: List[Ref], have_map: bool,
         verdict = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     else:
         verdict = "consistent: every referenced page preserved, nothing preserved unaccounted"
-    yield AuditRow("summary", "info", None, 0, explanation=f"verdict: {verdict}")
+    yield AuditRow("summary", INFO, None, 0, explanation=f"verdict: {verdict}")
