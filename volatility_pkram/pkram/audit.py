@@ -9,9 +9,10 @@ differ, something survived that nothing accounts for (an orphan: a place to
 hide a payload across a kernel update), or a reference points at memory the
 next kernel will reuse (dangling), or two owners claim one page.
 
-:func:`pkram_audit` walks the image once and yields :class:`Finding` values;
-:class:`RefMap` answers "who references this physical page?" for other
-analyses (YARA hits in preserved ranges, for example).
+:func:`audit_pkram` walks the image once and returns an :class:`AuditResult`:
+the :class:`Finding` rows, the totals, and the
+:class:`~volatility_pkram.core.refmap.RefMap` that answers "who references
+this physical page?" for other analyses (YARA hits in preserved ranges).
 
 Everything works on runs of pages kept in ``array`` columns, so a save of
 millions of pages costs a sort and a linear sweep, not a Python object per
@@ -38,7 +39,7 @@ from .reader import Pkram, PreservedObject
 
 __all__ = [
     "INFO_", "LOW", "MEDIUM", "HIGH", "SEVERITIES", "Finding", "AuditSummary",
-    "AuditResult", "audit_pkram", "pkram_audit", "metadata_findings",
+    "AuditResult", "audit_pkram", "metadata_findings",
 ]
 
 #: severities of audit findings, least to most alarming (core.problems.AUDIT_SCALE)
@@ -363,16 +364,6 @@ def audit_pkram(pk: Pkram, now_ns: Optional[int] = None) -> AuditResult:
         s.counts[f.severity] = s.counts.get(f.severity, 0) + 1
     findings += _summary_rows(s)
     return AuditResult(findings, s, refs)
-
-
-def pkram_audit(pk: Pkram, now_ns: Optional[int] = None,
-                summary: Optional[AuditSummary] = None) -> Iterator[Finding]:
-    """The findings of :func:`audit_pkram`; ``summary`` receives its totals and ``refmap``."""
-    result = audit_pkram(pk, now_ns)
-    if summary is not None:
-        summary.__dict__.update(result.summary.__dict__)
-        summary.refmap = result.references   # type: ignore[attr-defined]
-    yield from result.findings
 
 
 def _orphans(pk: Pkram, orphans: List[Tuple[int, int]], now_ns: int) -> Iterator[Finding]:

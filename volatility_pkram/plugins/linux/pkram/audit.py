@@ -72,7 +72,7 @@ class Audit(options.PkramPlugin, interfaces.plugins.PluginInterface):
 
     def _findings(self, pk):
         """The library's audit (its one call site here)."""
-        return audit.pkram_audit(pk, now_ns=self._now_ns())
+        return audit.audit_pkram(pk, now_ns=self._now_ns()).findings
 
     def _generator(self, opened):
         floor = audit.SEVERITIES.index(self.config.get("min_severity") or audit.INFO_)

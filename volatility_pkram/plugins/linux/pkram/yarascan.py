@@ -71,10 +71,8 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
     @staticmethod
     def _audit(pk):
         """Orphan runs and the page owners, from the library's audit (its one call site here)."""
-        summary = audit.AuditSummary()
-        orphans = [(f.start >> PAGE_SHIFT, f.pages) for f in audit.pkram_audit(pk, summary=summary)
-                   if f.kind == "orphan" and f.start is not None]
-        return orphans, getattr(summary, "refmap", None)
+        result = audit.audit_pkram(pk)
+        return result.orphan_runs(), result.references
 
     def _generator(self, opened):
         pk, scanner = opened.pk, yara_rules.yara_scanner("pkram.yarascan", self.config)
