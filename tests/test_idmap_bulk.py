@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from volatility_pkram.core.physmem import BytesMemory
 from volatility_pkram.pkram.idmap_bulk import RUNS_CHUNK, bitmap_runs, bulk_walk
-from volatility_pkram.pkram.pagetable import identity_map_walk, reference_walk
+from volatility_pkram.pkram.idmap import identity_map_walk
+from volatility_pkram.pkram.pagetable import reference_walk
 
 from conftest import runs_of_pages
 

@@ -33,7 +33,7 @@ from typing import Dict, Iterable, Iterator, List, Optional
 from . import format as fmt
 from .lists import pkram_links, pkram_nodes
 from .locate import Candidate, check_super_block, coalesce
-from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
+from .idmap import SLAB, V1, PagingChoice, infer_paging_levels
 from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from ..core.problems import Diagnostics
 

@@ -8,7 +8,7 @@ page addresses, no page used twice, bitmap pages inside the image and
 readable, a plain bitmap not empty, a PSE bitmap full), its bitmaps laid side
 by side and cut into runs by :func:`bitmap_runs`. :func:`bulk_walk` gives the
 reference walk's result for such a table, and None for any other, which the
-caller then walks entry by entry (:func:`~volatility_pkram.pkram.pagetable.identity_map_walk`
+caller then walks entry by entry (:func:`~volatility_pkram.pkram.idmap.identity_map_walk`
 chooses). tests/test_idmap_bulk.py runs both on random sound and
 unsound tables.
 

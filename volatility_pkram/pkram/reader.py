@@ -19,7 +19,7 @@ from ..core.ranges import RangeTable, merge_ranges
 from ..core.streams import PageStream
 from . import format as fmt
 from .lists import byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
-from .pagetable import SLAB, V1, PagingChoice, infer_paging_levels
+from .idmap import SLAB, V1, PagingChoice, infer_paging_levels
 from .regions import RegionList, pkram_regions
 
 __all__ = ["PreservedObject", "Pkram", "detect_v2_v3"]
