@@ -1,15 +1,16 @@
-"""volatility-pkram: find and rebuild Linux PKRAM (preserved-over-kexec) memory.
+"""volatility-pkram: find and rebuild Linux memory preserved across kexec (PKRAM, KHO and LUO).
 
-The package is a pure library (``physmem``, ``isf``, ``format``, ``locate``,
-``pagetable``, ``regions``, ``lists``, ``files``, ``reader``) that reads through
-:class:`volatility_pkram.core.physmem.PhysicalMemory` and never imports volatility3,
-plus thin Volatility 3 plugins in ``plugins/linux/pkram/`` and their glue in
-:mod:`volatility_pkram.vol3.glue`.
+A pure library that reads through
+:class:`volatility_pkram.core.physmem.PhysicalMemory` and never imports
+volatility3: ``core`` (what every format shares), ``pkram`` (the PKRAM RFCs),
+``kho`` (KHO and LUO), ``output`` (files, tar, triage, YARA over streams);
+plus the volatility3 front end in ``vol3`` and thin plugins in
+``plugins/linux/{pkram,kho,luo}/``.
 """
 
 import os
 
 __version__ = "0.1.0"
 
-#: The directory to give ``vol -p``; plugins live below it in linux/pkram/.
+#: The directory to give ``vol -p``; plugins live below it in linux/{pkram,kho,luo}/.
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")

@@ -4,7 +4,7 @@ Everything in :mod:`volatility_pkram` reads evidence through
 :class:`PhysicalMemory`: a read-only view of physical addresses, with the
 present (captured) ranges known. A front end supplies one implementation:
 :class:`RawImage` (a raw file, ``os.pread``), :class:`BytesMemory` (tests) or
-the volatility3 adapter in :mod:`volatility_pkram.vol3.glue`. The library never
+the volatility3 adapter in :mod:`volatility_pkram.vol3.layer`. The library never
 imports volatility3.
 """
 
