@@ -931,6 +931,15 @@ class Kernel:
                 self.mem.put_u32(chunk + 12, n)
         return first
 
+    def _write_session_entry(self, ent, s):
+        """One struct luo_session_ser: name[64], then the session's file records and their count."""
+        self._freeze_files(s)
+        self.mem.write(ent, s["name"][:63].ljust(64, b"\0"))
+        if s["files"]:
+            self.mem.put_u64(ent + 64, s["file_blocks"][0])
+            self.mem.put_u64(ent + 72, len(s["files"]))
+        s["ser_phys"] = ent
+
     def reboot(self) -> None:
         """liveupdate_reboot() (+ kho_finalize() on 6.19)."""
         if self.luo_enabled and self.r["luo"] == "luo-v5":
@@ -939,12 +948,7 @@ class Kernel:
                 ent = blk + KHO_BLOCK_HDR + (slot % SESSIONS_PER_BLOCK) * LUO_SESSION_SER
                 # kho_block_set_it_reserve_entry(): count = entries used so far
                 self.mem.put_u64(blk + 8, slot % SESSIONS_PER_BLOCK + 1)
-                self._freeze_files(s)
-                self.mem.write(ent, s["name"][:63].ljust(64, b"\0"))
-                if s["files"]:
-                    self.mem.put_u64(ent + 64, s["file_blocks"][0])
-                    self.mem.put_u64(ent + 72, len(s["files"]))
-                s["ser_phys"] = ent
+                self._write_session_entry(ent, s)
             if self.sessions:
                 self.mem.put_u64(self.luo_ser_phys + 16, self.session_blocks[0])
             self.mem.put_u64(self.flb_phys + 8, 0)
@@ -953,12 +957,7 @@ class Kernel:
             self.mem.put_u64(hdr, len(self.sessions))
             for i, s in enumerate(self.sessions):
                 ent = hdr + 8 + i * LUO_SESSION_SER
-                self._freeze_files(s)
-                self.mem.write(ent, s["name"][:63].ljust(64, b"\0"))
-                if s["files"]:
-                    self.mem.put_u64(ent + 64, s["file_blocks"][0])
-                    self.mem.put_u64(ent + 72, len(s["files"]))
-                s["ser_phys"] = ent
+                self._write_session_entry(ent, s)
         if self.rev == "6.19":
             first = self._v1_serialize()
             self.fdt_blob = fdt_setprop_inplace(self.fdt_blob, "/", "preserved-memory-map", _u64(first))

@@ -241,28 +241,9 @@ def walk_luo(mem, luo_pa):
            "liveupdate_num": num_, "sessions_pa": hex(sessions_pa), "flbs_pa": hex(flbs_pa), "sessions": []}
     if not sessions_pa:
         return out
-    sblocks = walk_blocks(mem, sessions_pa, 80)
-    out["session_blocks"] = [{k: b[k] for k in ("pa", "next", "count")} for b in sblocks]
-    for b in sblocks:
-        for e in b["entries"]:
-            name = e[:64].split(b"\0")[0].decode("ascii", "replace")
-            files_pa, count = struct.unpack("<QQ", e[64:80])
-            s = {"name": name, "files_pa": hex(files_pa), "file_count": count, "files": []}
-            if files_pa:
-                fblocks = walk_blocks(mem, files_pa, 64)
-                s["file_blocks"] = [{k: fb[k] for k in ("pa", "next", "count")} for fb in fblocks]
-                for fb in fblocks:
-                    for fe in fb["entries"]:
-                        fcomp = fe[:48].split(b"\0")[0].decode("ascii", "replace")
-                        data, token = struct.unpack("<QQ", fe[48:64])
-                        f = {"compatible": fcomp, "data_pa": hex(data), "token": hex(token)}
-                        if fcomp.startswith("memfd") and data:
-                            try:
-                                f["memfd"] = walk_memfd(mem, data)
-                            except ValueError as exc:
-                                f["memfd_error"] = str(exc)
-                        s["files"].append(f)
-            out["sessions"].append(s)
+    walked = walk_luo_sessions_at(mem, sessions_pa)
+    out["sessions"] = walked["sessions"]
+    out["session_blocks"] = walked["session_blocks"]
     return out
 
 
