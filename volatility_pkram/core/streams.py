@@ -293,7 +293,3 @@ class ObjectStream:
     pages: int
     page_map: PageMap
     chunks: Callable[["StreamStats"], Iterator[Chunk]]
-
-    @property
-    def truncated(self) -> bool:
-        return self.full_length > self.length

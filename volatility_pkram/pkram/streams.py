@@ -14,16 +14,12 @@ from __future__ import annotations
 from typing import Iterator, List
 
 from ..core.physmem import PAGE_SIZE, PhysicalMemory
+from ..output.files import describe_stats
 from ..core.streams import (DEFAULT_MAX_FILE_SIZE, Chunk, ObjectStream, PageMap, StreamStats,
                             byte_stream_chunks, inline_chunks, page_stream_chunks)
 from .reader import PreservedObject
 
-__all__ = ["object_streams", "raw_label"]
-
-
-def raw_label(pobj: PreservedObject) -> str:
-    """``objNNNN``: the name of an unknown consumer's object, by its place in the node's list."""
-    return f"obj{pobj.seq:04d}"
+__all__ = ["object_streams", "object_status"]
 
 
 def object_streams(mem: PhysicalMemory, pobj: PreservedObject,
@@ -57,7 +53,7 @@ def _bytes_stream(mem: PhysicalMemory, pobj: PreservedObject, max_size: int) -> 
             return inline_chunks(pobj.byte_stream[:length], stats)
         return byte_stream_chunks(mem, pobj.byte_pfns, length, stats)
 
-    return ObjectStream(f"{raw_label(pobj)}.bytes", "bytes", length, full, len(pobj.byte_pfns),
+    return ObjectStream(f"{pobj.name}.bytes", "bytes", length, full, len(pobj.byte_pfns),
                         PageMap(pfns=pobj.byte_pfns), chunks)
 
 
@@ -71,5 +67,20 @@ def _pages_stream(mem: PhysicalMemory, pobj: PreservedObject, max_size: int) -> 
             stats.truncated_from = full
         return page_stream_chunks(mem, pobj.pages, length, stats)
 
-    return ObjectStream(f"{raw_label(pobj)}.pages", "pages", length, full, pobj.pages.pages,
+    return ObjectStream(f"{pobj.name}.pages", "pages", length, full, pobj.pages.pages,
                         PageMap(stream=pobj.pages), chunks)
+
+
+def object_status(stats: StreamStats, pobj: PreservedObject) -> str:
+    """How a stream of ``pobj`` was rebuilt and what its lists showed, in words; "ok" if nothing."""
+    notes: List[str] = describe_stats(stats)
+    if pobj.node.flags:
+        notes.append("node save/load in progress")
+    if pobj.pages.zeroed_entries:
+        notes.append(f"{pobj.pages.zeroed_entries} zeroed entries (partially loaded?)")
+    if pobj.pages.overlapping_entries:
+        notes.append(f"{pobj.pages.overlapping_entries} overlapping entries ignored")
+    for problem in pobj.problems:
+        if problem.kind not in ("zeroed-entries", "overlapping-entries", "unfinished-node"):
+            notes.append(f"{problem.kind}: {problem.message}")
+    return "; ".join(notes) if notes else "ok"

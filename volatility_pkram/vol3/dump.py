@@ -14,18 +14,16 @@ held in memory)::
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, NamedTuple, Optional
 
 from ..core.streams import ObjectStream, StreamStats
 from ..output import files, triage
 from .rowtypes import TriageColumns
 
-__all__ = ["StreamDump", "Written", "tar_entry", "stream_status"]
+__all__ = ["StreamDump", "Written", "tar_entry"]
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """One stream written: the file name volatility chose, its SHA-256, how the read went."""
 
     file: str
@@ -73,18 +71,3 @@ def tar_entry(path: str, header) -> tarfile.TarInfo:
     info.uid, info.gid = header.uid, header.gid
     info.mtime = header.mtime_ns / 1e9
     return info
-
-
-def stream_status(stats: StreamStats, pobj) -> str:
-    """The Status column: how the read went and what the object's lists showed; "ok" if nothing."""
-    notes: List[str] = files.describe_stats(stats)
-    if pobj.node.flags:
-        notes.append("node save/load in progress")
-    if pobj.pages.zeroed_entries:
-        notes.append(f"{pobj.pages.zeroed_entries} zeroed entries (partially loaded?)")
-    if pobj.pages.overlapping_entries:
-        notes.append(f"{pobj.pages.overlapping_entries} overlapping entries ignored")
-    for problem in pobj.problems:
-        if problem.kind not in ("zeroed-entries", "overlapping-entries", "unfinished-node"):
-            notes.append(f"{problem.kind}: {problem.message}")
-    return "; ".join(notes) if notes else "ok"

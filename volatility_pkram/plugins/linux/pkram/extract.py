@@ -9,7 +9,7 @@ from volatility3.framework.renderers import format_hints
 from volatility_pkram.output import files
 from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.vol3 import options, rows
-from volatility_pkram.vol3.dump import StreamDump, stream_status, tar_entry
+from volatility_pkram.vol3.dump import StreamDump, tar_entry
 from volatility_pkram.vol3.open import open_pkram
 from volatility_pkram.vol3.rowtypes import FileMeta, TriageColumns
 
@@ -77,7 +77,7 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
                          tar_entry(f"{node_safe}/{name_safe}", header))
         return ExtractRow(node.name, stream.name, out.stats.size, out.sha256, out.file,
                           FileMeta.of(header), pobj.consumer, stream.kind, stream.pages,
-                          pobj.obj.pfn, stream_status(out.stats, pobj), out.triage)
+                          pobj.obj.pfn, pkstreams.object_status(out.stats, pobj), out.triage)
 
     def run(self):
         return rows.tree_grid(ExtractRow, self._generator(open_pkram(self)))
