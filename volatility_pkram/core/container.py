@@ -1,0 +1,243 @@
+"""Container sanity: LiME and ELF64-core headers checked against the file they sit in.
+
+A memory image in a container (LiME ranges, ELF ``PT_LOAD`` segments) maps
+physical addresses to file offsets through headers that are as hostile as the
+rest of the image. :func:`inspect` reads those headers from the file itself
+(through a ``read(offset, length)`` callable, so any front end can supply it),
+with bounded loops, and returns a :class:`Container`: the segments that are
+consistent with the file (inside it, not overlapping, below the x86-64
+physical address limit), sorted by physical address, and one
+:class:`Finding` per problem saying what was assumed or dropped.
+
+The rules (README "Damaged containers"):
+
+* a LiME range header is trusted when its range leads exactly to the next
+  header (or to the end of the file). Otherwise the next valid header is
+  searched for and the range's true length is the distance to it: a header
+  whose magic or version alone is wrong is read as version 1; a range whose
+  start or end alone is wrong is rebuilt from the other field when exactly
+  one reading fits between its neighbours; anything else is dropped;
+* an ELF ``PT_LOAD`` is dropped when it starts past the end of the file or
+  above 2^52, truncated to the file when it claims more bytes than the file
+  holds, and clipped at the next segment's data when that claim ran into it;
+  a program header table past the end of the file is looked for where QEMU
+  and the kernel put it (right after the ELF header); table entries that lie
+  inside segment data are not headers (an overstated ``e_phnum``);
+* bytes claimed by two segments (physically, or in the file) belong to
+  neither: they are dropped from both and reported, never read as one of
+  two contradicting claims.
+
+Nothing here imports volatility3.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, List, NamedTuple, Optional, Tuple
+
+__all__ = ["Segment", "Finding", "Container", "ContainerError", "inspect", "inspect_file",
+           "MAX_PHYS", "LIME_MAGIC"]
+
+Reader = Callable[[int, int], bytes]
+
+LIME_MAGIC = 0x4C694D45
+LIME_HEADER = struct.Struct("<IIQQQ")        # magic, version, start, end (inclusive), reserved
+_LIME_MAGIC_BYTES = LIME_MAGIC.to_bytes(4, "little")
+_SNAPPY_STREAM = b"\xff\x06\x00\x00sNaPpY"   # AVML: LiME version 2 headers + snappy frames
+ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
+ELF_PHDR = struct.Struct("<IIQQQQQQ")         # type, flags, offset, vaddr, paddr, filesz, memsz, align
+ELF_SHDR0 = struct.Struct("<IIQQQQIIQQ")
+PT_LOAD = 1
+PN_XNUM = 0xFFFF
+#: one past the highest physical address x86-64 can have (52 address bits)
+MAX_PHYS = 1 << 52
+#: bounds of every loop over headers
+MAX_LIME_RANGES = 1 << 16
+MAX_PHDRS = 1 << 20
+#: more program headers than this and volatility's own ELF layer takes seconds to build
+SLOW_PHDRS = 1024
+_RESYNC_CHUNK = 4 << 20
+_RESYNC_CANDIDATES = 4096
+
+
+class ContainerError(Exception):
+    """A recognised container of which nothing usable is left."""
+
+    def __init__(self, container: "Container"):
+        super().__init__(container.describe_failure())
+        self.container = container
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``length`` bytes of physical memory at ``phys``, stored at file offset ``offset``."""
+
+    phys: int
+    length: int
+    offset: int
+
+    @property
+    def end(self) -> int:
+        return self.phys + self.length
+
+    @property
+    def offset_end(self) -> int:
+        return self.offset + self.length
+
+
+class Finding(NamedTuple):
+    """One container problem: severity ``error`` (bytes dropped) or ``warning`` (assumed)."""
+
+    severity: str
+    message: str
+
+
+@dataclass
+class Container:
+    """What :func:`inspect` found: the format, the usable segments, the findings."""
+
+    kind: str                      # "raw", "lime", "elf" or "avml" (left to volatility)
+    size: int
+    segments: List[Segment] = field(default_factory=list)
+    findings: List[Finding] = field(default_factory=list)
+    headers: int = 0               # LiME range headers or ELF program headers examined
+
+    @property
+    def checked(self) -> bool:
+        """True for the formats this module checks (LiME, ELF)."""
+        return self.kind in ("lime", "elf")
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.segments)
+
+    @property
+    def slow_for_volatility(self) -> bool:
+        """So many program headers that volatility's ELF layer would take seconds to build."""
+        return self.kind == "elf" and self.headers > SLOW_PHDRS
+
+    @property
+    def label(self) -> str:
+        return {"lime": "LiME", "elf": "ELF core"}.get(self.kind, self.kind)
+
+    def note(self, severity: str, message: str) -> None:
+        self.findings.append(Finding(severity, message))
+
+    def describe_failure(self) -> str:
+        reasons = "; ".join(f.message for f in self.findings[:3]) or "no ranges"
+        return f"{self.label} container damaged beyond use, nothing can be read: {reasons}"
+
+    def summary(self) -> str:
+        total = sum(s.length for s in self.segments)
+        return (f"{self.label} container damaged: {len(self.segments)} segment(s), "
+                f"{total} bytes usable, {len(self.findings)} finding(s)")
+
+
+def detect(head: bytes) -> str:
+    """The container format of a file from its first 48 bytes."""
+    if head[:4] == b"\x7fELF":
+        return "elf"
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") == LIME_MAGIC:
+        if len(head) >= 8 and int.from_bytes(head[4:8], "little") == 2 and head[32:42] == _SNAPPY_STREAM:
+            return "avml"
+        return "lime"
+    return "raw"
+
+
+def inspect(read: Reader, size: int) -> Container:
+    """Check the container headers of a file of ``size`` bytes read through ``read``."""
+    kind = detect(read(0, 48)) if size > 0 else "raw"
+    found = Container(kind, size)
+    if kind == "lime":
+        from .container_lime import parse_lime
+        parse_lime(read, found)
+    elif kind == "elf":
+        from .container_elf import parse_elf
+        parse_elf(read, found)
+    else:
+        return found
+    resolve_overlaps(found)
+    return found
+
+
+def inspect_file(path) -> Container:
+    """:func:`inspect` on a local file."""
+    import os
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return inspect(lambda off, n: os.pread(fd, n, off), os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+# -- overlaps ------------------------------------------------------------------
+
+def _subtract(seg: Segment, holes: List[Tuple[int, int]], by_file: bool) -> List[Segment]:
+    """The parts of ``seg`` outside ``holes`` (physical or file byte ranges)."""
+    base = seg.offset if by_file else seg.phys
+    pieces = [(base, base + seg.length)]
+    for lo, hi in holes:
+        pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b)) if p[0] < p[1]]
+    return [Segment(seg.phys + (a - base), b - a, seg.offset + (a - base)) for a, b in pieces]
+
+
+def _overlaps(segments: List[Segment], by_file: bool) -> List[Tuple[int, int]]:
+    """Byte ranges claimed by more than one segment, merged, ascending."""
+    key = (lambda s: (s.offset, s.offset_end)) if by_file else (lambda s: (s.phys, s.end))
+    spans = sorted(map(key, segments))
+    out: List[Tuple[int, int]] = []
+    reach = None
+    for a, b in spans:
+        if reach is not None and a < reach:
+            lo, hi = a, min(b, reach)
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        reach = b if reach is None else max(reach, b)
+    return out
+
+
+def resolve_overlaps(found: Container) -> None:
+    """Drop the bytes two segments both claim (in memory or in the file), from both."""
+    for by_file, what in ((True, "file"), (False, "physical")):
+        holes = _overlaps(found.segments, by_file)
+        if not holes:
+            continue
+        for lo, hi in holes[:8]:
+            found.note("error", f"{what} bytes 0x{lo:x}-0x{hi:x} are claimed by two segments: "
+                                f"dropped from both ({hi - lo} bytes not read)")
+        if len(holes) > 8:
+            found.note("error", f"{len(holes) - 8} more {what} overlaps dropped")
+        found.segments = [p for s in found.segments for p in _subtract(s, holes, by_file)]
+    found.segments.sort(key=lambda s: s.phys)
+
+
+# -- helpers shared by the two parsers -------------------------------------------
+
+def plausible_range(phys: int, length: int) -> bool:
+    """A physical range that x86-64 can address."""
+    return length > 0 and 0 <= phys and phys + length <= MAX_PHYS
+
+
+def find_magic(read: Reader, start: int, size: int, magic: bytes,
+               accept: Callable[[int], bool]) -> Optional[int]:
+    """The first offset >= ``start`` holding ``magic`` that ``accept``s (bounded scan)."""
+    pos, tried = start, 0
+    while pos < size and tried < _RESYNC_CANDIDATES:
+        chunk = read(pos, min(_RESYNC_CHUNK + len(magic) - 1, size - pos))
+        if len(chunk) < len(magic):
+            return None
+        i = chunk.find(magic)
+        while i >= 0 and tried < _RESYNC_CANDIDATES:
+            tried += 1
+            if accept(pos + i):
+                return pos + i
+            i = chunk.find(magic, i + 1)
+        pos += max(len(chunk) - len(magic) + 1, 1)
+    return None

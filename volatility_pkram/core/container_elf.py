@@ -1,0 +1,177 @@
+"""ELF64 core program headers checked against the file (see :mod:`.container` for the rules).
+
+Only ``PT_LOAD`` entries map memory: ``p_paddr`` is the physical address,
+``p_offset``/``p_filesz`` the bytes in the file (QEMU ``dump-guest-memory``,
+``/proc/vmcore`` copies, VirtualBox). Each entry is checked on its own, then
+against the others and against the headers' own bytes.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from .container import (ELF_HEADER, ELF_PHDR, ELF_SHDR0, MAX_PHDRS, MAX_PHYS, PN_XNUM, PT_LOAD,
+                        Container, Finding, Reader, Segment, _subtract)
+
+__all__ = ["parse_elf"]
+
+_PHENT = ELF_PHDR.size
+_CHUNK = 1 << 16              # program headers read per call
+
+
+class _Load:
+    """A ``PT_LOAD`` being checked: its index and whether its size was cut to the file."""
+
+    __slots__ = ("index", "phys", "length", "offset", "truncated")
+
+    def __init__(self, index: int, phys: int, length: int, offset: int, truncated: bool):
+        self.index, self.phys, self.length, self.offset = index, phys, length, offset
+        self.truncated = truncated
+
+
+def _phnum(read: Reader, found: Container, e_phnum: int, e_shoff: int, e_shentsize: int) -> int:
+    """The program header count; ``PN_XNUM`` means it is in section header 0's ``sh_info``."""
+    if e_phnum != PN_XNUM:
+        return e_phnum
+    data = read(e_shoff, ELF_SHDR0.size) if 0 < e_shoff < found.size and e_shentsize == 64 else b""
+    if len(data) == ELF_SHDR0.size:
+        sh_info = ELF_SHDR0.unpack(data)[7]
+        if sh_info >= PN_XNUM:
+            return sh_info
+    return e_phnum
+
+
+def _check_load(found: Container, i: int, entry: Tuple[int, ...]) -> Optional[_Load]:
+    """One ``PT_LOAD`` checked on its own: None when nothing of it can be read."""
+    _t, _f, off, _v, paddr, filesz, memsz, _a = entry
+    where = f"PT_LOAD #{i} (physical 0x{paddr:x})"
+    if filesz == 0:
+        return None                       # nothing of it is in the file
+    length = filesz if memsz in (0, filesz) else min(filesz, memsz)
+    if memsz not in (0, filesz):
+        found.note("warning", f"{where}: p_filesz 0x{filesz:x} differs from p_memsz 0x{memsz:x}: "
+                              f"0x{length:x} bytes read")
+    if off >= found.size:
+        found.note("error", f"{where}: file offset 0x{off:x} lies past the end of the file "
+                            f"(0x{found.size:x} bytes): dropped")
+        return None
+    truncated = off + length > found.size
+    if truncated:
+        found.note("warning", f"{where} claims 0x{length:x} bytes at file offset 0x{off:x}, the "
+                              f"file holds 0x{found.size - off:x} from there: truncated")
+        length = found.size - off
+    if paddr >= MAX_PHYS:
+        found.note("error", f"{where}: physical address above 2^52: dropped")
+        return None
+    return _Load(i, paddr, length, off, truncated)
+
+
+def _walk_table(read: Reader, found: Container, phoff: int, count: int) -> List[_Load]:
+    """The usable ``PT_LOAD`` entries of the table at ``phoff`` (``count`` entries, bounded)."""
+    if phoff >= found.size or phoff + _PHENT > found.size:
+        found.note("error", f"program header table at file offset 0x{phoff:x} lies past the end of "
+                            f"the file (0x{found.size:x} bytes)")
+        return []
+    n = min(count, MAX_PHDRS)
+    room = (found.size - phoff) // _PHENT
+    if room < n:
+        found.note("warning", f"program header table at 0x{phoff:x}: {n} entries, the file ends "
+                              f"after {room}")
+        n = room
+    loads: List[_Load] = []
+    data_start = found.size            # lowest file offset of accepted segment data
+    for first in range(0, n, _CHUNK):
+        block = read(phoff + first * _PHENT, min(_CHUNK, n - first) * _PHENT)
+        for k, entry in enumerate(ELF_PHDR.iter_unpack(block[:len(block) - len(block) % _PHENT])):
+            i = first + k
+            if phoff + (i + 1) * _PHENT > data_start:
+                found.note("warning", f"e_phnum {count} overstates the table: entries from file "
+                                      f"offset 0x{phoff + i * _PHENT:x} lie inside segment data; "
+                                      f"{i} entries read")
+                found.headers = i
+                return loads
+            if entry[0] != PT_LOAD:
+                continue
+            load = _check_load(found, i, entry)
+            if load is not None:
+                loads.append(load)
+                if load.offset >= phoff + _PHENT * (i + 1):
+                    data_start = min(data_start, load.offset)
+    found.headers = n
+    return loads
+
+
+def _clip_runaways(found: Container, loads: List[_Load]) -> None:
+    """A segment cut to the end of the file ends instead where the next segment's data starts."""
+    by_offset = sorted(loads, key=lambda ld: ld.offset)
+    for a, b in zip(by_offset, by_offset[1:]):
+        if a.truncated and a.offset < b.offset < a.offset + a.length:
+            found.note("warning", f"PT_LOAD #{a.index}: cut at file offset 0x{b.offset:x}, where "
+                                  f"the data of PT_LOAD #{b.index} starts")
+            a.length = b.offset - a.offset
+
+
+def _segments(found: Container, loads: List[_Load], header_spans: List[Tuple[int, int]]) -> List[Segment]:
+    """The checked loads as segments, without the header bytes and below 2^52."""
+    out: List[Segment] = []
+    for ld in loads:
+        seg = Segment(ld.phys, ld.length, ld.offset)
+        pieces = _subtract(seg, header_spans, by_file=True)
+        cut = seg.length - sum(p.length for p in pieces)
+        if cut:
+            found.note("error", f"PT_LOAD #{ld.index}: 0x{cut:x} of its bytes are the ELF header or "
+                                f"program header table: not read as memory")
+        for p in pieces:
+            if p.end > MAX_PHYS:
+                found.note("error", f"PT_LOAD #{ld.index}: physical range past 2^52: cut there")
+                p = Segment(p.phys, MAX_PHYS - p.phys, p.offset)
+            out.append(p)
+    return out
+
+
+def _attempt(read: Reader, found: Container, phoff: int, count: int) -> Tuple[List[Segment], List[Finding]]:
+    """The segments and findings of reading the table at ``phoff``."""
+    trial = Container(found.kind, found.size)
+    loads = _walk_table(read, trial, phoff, count)
+    _clip_runaways(trial, loads)
+    spans = [(0, ELF_HEADER.size)]
+    if phoff < found.size:
+        spans.append((phoff, phoff + trial.headers * _PHENT))
+    segments = _segments(trial, loads, spans)
+    found.headers = max(found.headers, trial.headers)
+    return segments, trial.findings
+
+
+def parse_elf(read: Reader, found: Container) -> None:
+    """Fill ``found`` with the usable ``PT_LOAD`` segments of an ELF core and the findings."""
+    data = read(0, ELF_HEADER.size)
+    if len(data) < ELF_HEADER.size:
+        found.note("error", f"{found.size} bytes: too short for an ELF header")
+        return
+    (ident, e_type, _m, _v, _e, phoff, shoff, _f, _eh, phentsize, phnum, shentsize,
+     _sn, _ss) = ELF_HEADER.unpack(data)
+    if ident[4] != 2 or ident[5] != 1:
+        found.note("error", f"ELF class {ident[4]}, data encoding {ident[5]}: not a 64-bit "
+                            f"little-endian core")
+        return
+    if e_type != 4:
+        found.note("warning", f"e_type {e_type} is not ET_CORE (4): read as a core")
+    if phentsize != _PHENT:
+        found.note("warning", f"e_phentsize {phentsize}, expected {_PHENT}: read as {_PHENT}")
+    count = _phnum(read, found, phnum, shoff, shentsize)
+    if count == 0:
+        found.note("error", "e_phnum 0: no program headers")
+        return
+    segments, findings = _attempt(read, found, phoff, count)
+    if not segments and phoff != ELF_HEADER.size:
+        retry, retry_findings = _attempt(read, found, ELF_HEADER.size, count)
+        if retry:
+            why = findings[0].message if findings else "no usable PT_LOAD there"
+            findings = [Finding("warning", f"e_phoff 0x{phoff:x} is unusable ({why}); the table "
+                                           f"was read at offset 0x40, right after the ELF header, "
+                                           f"where QEMU and the kernel put it")] + retry_findings
+            segments = retry
+    found.findings.extend(findings)
+    found.segments = segments
+    if not segments:
+        found.note("error", f"no usable PT_LOAD segment among {found.headers} program header(s)")
