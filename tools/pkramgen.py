@@ -1971,6 +1971,36 @@ class Builder:
             head = self.mem.get_u64(head, off)
         return out
 
+    def _truncate(self, cut: int, chained: list) -> set[str]:
+        """Cut the raw image at byte ``cut``; the names of the files it damages
+        (a file is intact when the super block, the node chain up to its node,
+        the objs up to its own, its links, byte pages and data pages all lie
+        below the cut)."""
+        k, m, v1 = self.k, self.mem, self.revision == 1
+        self.truncate_at = cut
+        touched: set[str] = set()
+        ok = lambda p: ((p + 1) << PAGE_SHIFT) <= cut   # noqa: E731
+        reach = ok(k.sb_pfn)
+        for node in chained:
+            reach = reach and ok(node.pfn)
+            oreach = reach
+            for obj in node.objs:
+                oreach = oreach and ok(obj.pfn)
+                rec = next((r for r in self.files if r.obj is obj), None)
+                if rec is None:
+                    continue
+                need = [obj.data_pfn] if obj.data_pfn else []
+                need += obj.links
+                if not v1:
+                    need += [m.get_u64(lk, 0x10 + 8 * i) >> PAGE_SHIFT
+                             for lk in self._list_walk(obj.bytes_head, 0)
+                             for i in range(PKRAM_LINK_ENTRIES_MAX)
+                             if m.get_u64(lk, 0x10 + 8 * i)]
+                need += [u.pfn + i for u in rec.units for i in range(1 << u.order)]
+                if not (oreach and all(ok(p) for p in need)):
+                    touched.add(rec.name)
+        return touched
+
     def _apply_hostile(self) -> None:
         """Corrupt the finished image (hostile scenarios)."""
         h = self.spec.get("hostile")
@@ -2055,28 +2085,15 @@ class Builder:
             if not pres:
                 raise GenError("nothing preserved above the super block")
             cut = (pres[len(pres) // 2] << PAGE_SHIFT) + PAGE_SIZE // 2
-            self.truncate_at = cut
-            ok = lambda p: ((p + 1) << PAGE_SHIFT) <= cut   # noqa: E731
-            reach = ok(k.sb_pfn)
-            for node in chained:
-                reach = reach and ok(node.pfn)
-                oreach = reach
-                for obj in node.objs:
-                    oreach = oreach and ok(obj.pfn)
-                    rec = next((r for r in self.files if r.obj is obj), None)
-                    if rec is None:
-                        continue
-                    need = [obj.data_pfn] if obj.data_pfn else []
-                    need += obj.links
-                    if not v1:
-                        need += [m.get_u64(lk, 0x10 + 8 * i) >> PAGE_SHIFT
-                                 for lk in self._list_walk(obj.bytes_head, 0)
-                                 for i in range(PKRAM_LINK_ENTRIES_MAX)
-                                 if m.get_u64(lk, 0x10 + 8 * i)]
-                    need += [u.pfn + i for u in rec.units for i in range(1 << u.order)]
-                    if not (oreach and all(ok(p) for p in need)):
-                        touched.add(rec.name)
+            touched |= self._truncate(cut, chained)
             detail = f"raw image cut at {cut:#x}, inside preserved page {cut >> PAGE_SHIFT:#x}"
+        elif kind == "truncated_region_list":
+            if v1 or not k.region_list_pfn or k.region_list_pfn < k.sb_pfn:
+                raise GenError("truncated_region_list needs a v2/v3 region list above the super block")
+            cut = (k.region_list_pfn << PAGE_SHIFT) + PAGE_SIZE // 2
+            touched |= self._truncate(cut, chained)
+            detail = (f"raw image cut at {cut:#x}, inside the region list head page "
+                      f"{k.region_list_pfn:#x}")
         elif kind == "lime_gap_meta":
             rec = self._rec(h["file"])
             link = page_links(rec)[0]
@@ -2511,6 +2528,7 @@ def _hostile_scenarios() -> dict[str, dict]:
             _hostile("bad_names"),
             _hostile("pgd_loop"),
             _hostile("truncated"),
+            _hostile("truncated_region_list", 2),
             _hostile("lime_gap_meta", file="b1.bin"),
             _hostile("garbage_sb")):
         out[spec["name"]] = spec

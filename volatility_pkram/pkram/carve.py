@@ -153,6 +153,8 @@ class NodeCheck:
     valid: bool = False
     reason: str = ""
     chained_by: Optional[int] = None   # PFN of a valid super block whose chain holds it
+    damaged: int = 0                   # objs (or list links) that do not validate
+    damage: List[str] = field(default_factory=list)   # what, for the first few
 
 
 @dataclass
@@ -170,68 +172,126 @@ def _obj_revision(page: bytes) -> Optional[int]:
     if v1.tail_clean and v1.data_len <= PAGE_SIZE and (v1.data_pfn or v1.pages_head):
         return 1
     v2 = fmt.decode_obj(page, 0, 2)
-    if v2.tail_clean and (v2.bytes_head or v2.pages_head):
+    # v2/v3 keep a tail beside each head, and data_len counts what the byte links hold
+    # (a v1 page read as v2 fails here: its data_len and obj_pfn fall on v2's tails)
+    if v2.tail_clean and (v2.bytes_head or v2.pages_head) and \
+            (v2.pages_head == 0) == (v2.pages_tail == 0) and \
+            (v2.bytes_head == 0) == (v2.bytes_tail == 0) == (v2.data_len == 0):
         return 2
     return None
 
 
-def check_node(mem: PhysicalMemory, node: fmt.Node, revision: Optional[int] = None) -> NodeCheck:
-    """Walk a carved node's objects: every obj must decode, its first link must be a link.
+def _obj_layout(page: bytes) -> Optional[int]:
+    """The layout a damaged obj page still has (its fields but a bad ``data_len``), or None."""
+    for rev in (1, 2):
+        obj = fmt.decode_obj(page, 0, rev)
+        if obj.tail_clean and (obj.pages_head or (obj.data_pfn if rev == 1 else obj.bytes_head)):
+            return rev
+    return None
 
-    Stale node pages of an earlier boot point at pages that are no longer
-    objects; they fail here.
+
+class _NodeWalk:
+    """One validation of a carved node's obj list: per-object verdicts, as the reader grades them."""
+
+    def __init__(self, mem: PhysicalMemory, nc: NodeCheck, revision: Optional[int]):
+        self.mem, self.nc, self.revision = mem, nc, revision
+        self.diag = Diagnostics(limit=16)
+        self.votes: Dict[int, int] = {}
+        self.usable = 0          # objs whose layout decodes and some link is a pkram_link
+
+    def damaged(self, why: str) -> None:
+        self.nc.damaged += 1
+        if len(self.nc.damage) < 4:
+            self.nc.damage.append(why)
+
+    def obj(self, pfn: int, page: bytes, layout: Optional[int]) -> Optional[fmt.Obj]:
+        """Grade one obj page; return it decoded (to follow its ``obj_pfn``), or None to stop."""
+        strict = _obj_revision(page)
+        rev = self.revision or layout or strict or _obj_layout(page)
+        if rev is None:
+            self.damaged(f"page 0x{pfn:x} does not decode as a pkram_obj")
+            return None
+        rev = 1 if rev == 1 else 2
+        obj = fmt.decode_obj(page, pfn, rev)
+        links_ok = self.links(obj)
+        if links_ok:
+            self.usable += 1
+            self.votes[rev] = self.votes.get(rev, 0) + 1
+        if strict == rev and links_ok:
+            self.nc.objs += 1
+        elif not obj.tail_clean:
+            self.damaged(f"obj page 0x{pfn:x} has bytes past its fields")
+        elif strict != rev:
+            self.damaged(f"obj page 0x{pfn:x} does not decode cleanly as a v{rev} pkram_obj "
+                         f"(data_len {obj.data_len})")
+        return obj
+
+    def links(self, obj: fmt.Obj) -> bool:
+        """Whether some first link of ``obj`` is a pkram_link; a bad one is damage."""
+        heads = [h for h in (obj.pages_head, obj.bytes_head) if h]
+        good = 0
+        for head in heads:
+            link = next(iter(pkram_links(self.mem, head, self.diag)), None)
+            if link is not None and _plausible_link(link, self.mem.max_pfn):
+                good += 1
+            else:
+                self.damaged(f"first link 0x{head:x} of obj 0x{obj.pfn:x} is not a pkram_link")
+        self.nc.links += good
+        return bool(good) or (not heads and obj.revision == 1 and bool(obj.data_pfn))
+
+
+def check_node(mem: PhysicalMemory, node: fmt.Node, revision: Optional[int] = None) -> NodeCheck:
+    """Walk a carved node's objects and grade each one on its own.
+
+    The node is valid when at least one obj decodes and has a link that is
+    a ``pkram_link``; a damaged obj (a bad ``data_len``, a link entry or
+    ``next`` out of the image) is counted, not a reason to drop its siblings:
+    the reader walks the node object by object. Stale node pages of an
+    earlier boot point at pages that are no longer objects; they fail here.
     """
     nc = NodeCheck(node)
+    walk = _NodeWalk(mem, nc, revision)
     if node.next_pfn and not 0 < node.next_pfn < mem.max_pfn:
-        nc.reason = f"node_pfn 0x{node.next_pfn:x} is outside the image"
-        return nc
-    if not node.obj_pfn:
-        nc.reason = "node has no object"
-        return nc
-    diag = Diagnostics(limit=16)
+        walk.damaged(f"node_pfn 0x{node.next_pfn:x} is outside the image")
     seen = set()
     pfn = node.obj_pfn
-    votes: Dict[int, int] = {}
+    layout = revision
     while pfn and len(seen) < MAX_NODE_OBJS_CHECKED:
         if pfn in seen or not 0 < pfn < mem.max_pfn:
-            nc.reason = f"obj list leaves the image or loops at 0x{pfn:x}"
-            return nc
+            walk.damaged(f"obj list leaves the image or loops at 0x{pfn:x}")
+            break
         seen.add(pfn)
         try:
             page = mem.read_page(pfn)
         except UnreadableError:
-            nc.reason = f"obj page 0x{pfn:x} not captured"
-            return nc
-        rev = revision if revision is not None else _obj_revision(page)
-        if rev is None:
-            nc.reason = f"page 0x{pfn:x} does not decode as a pkram_obj"
-            return nc
-        obj = fmt.decode_obj(page, pfn, 1 if rev == 1 else 2)
-        if not obj.tail_clean:
-            nc.reason = f"obj page 0x{pfn:x} has bytes past its fields"
-            return nc
-        votes[rev] = votes.get(rev, 0) + 1
-        nc.objs += 1
-        head = obj.pages_head or obj.bytes_head
-        if head:
-            link = next(iter(pkram_links(mem, head, diag)), None)
-            if link is None or not _plausible_link(link, mem.max_pfn):
-                nc.reason = f"first link 0x{head:x} of obj 0x{pfn:x} is not a pkram_link"
-                return nc
-            nc.links += 1
+            walk.damaged(f"obj page 0x{pfn:x} not captured")
+            break
+        obj = walk.obj(pfn, page, layout)
+        if obj is None:
+            break
+        layout = layout or (max(walk.votes, key=walk.votes.get) if walk.votes else None)
         pfn = obj.next_pfn
-    nc.revision = max(votes, key=votes.get) if votes else None
-    nc.valid = True
-    nc.reason = f"{nc.objs} obj(s) and {nc.links} link(s) decode"
+    nc.revision = max(walk.votes, key=walk.votes.get) if walk.votes else None
+    nc.valid = walk.usable > 0
+    if not node.obj_pfn:
+        nc.reason = "node has no object"
+    elif not nc.valid:
+        nc.reason = nc.damage[0] if nc.damage else "no obj decodes"
+    else:
+        nc.reason = f"{nc.objs} obj(s) and {nc.links} link(s) decode"
+        if nc.damaged:
+            nc.reason += f"; {nc.damaged} damaged: " + "; ".join(nc.damage)
     return nc
 
 
 def _plausible_link(link: fmt.Link, max_pfn: int) -> bool:
+    """Most used entries name pages of the image with a possible order (one bad entry is damage)."""
     used = [e for e in link.entries if e]
     if not used or link.index >= 1 << 52:
         return False
-    return all((e >> PAGE_SHIFT) < max_pfn and (e & fmt.ENTRY_ORDER_MASK) <= fmt.MAX_ENTRY_ORDER
-               for e in used)
+    good = sum(1 for e in used
+               if 0 < (e >> PAGE_SHIFT) < max_pfn and (e & fmt.ENTRY_ORDER_MASK) <= fmt.MAX_ENTRY_ORDER)
+    return 2 * good > len(used)
 
 
 def check_pgd(mem: PhysicalMemory, pfn: int, node_pfns: Iterable[int], revision: int = 1) -> PgdCheck:

@@ -192,11 +192,12 @@ class Candidate:
     sb: Optional[fmt.SuperBlock] = None
     nodes: int = 0
     objs: int = 0
+    damage: int = 0                # pointed-at structures missing or damaged (graded trust)
 
     @property
-    def score(self) -> Tuple[int, int, int, int]:
+    def score(self) -> Tuple[int, int, int, int, int]:
         rank = {"valid": 2, "empty": 1}.get(self.verdict, 0)
-        return rank, self.nodes, self.objs, len(self.tokens)
+        return rank, self.nodes, self.objs, -self.damage, len(self.tokens)
 
 
 @dataclass
@@ -220,12 +221,20 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
 
     A v1 page has ``node_pfn`` and ``pgd_pfn`` and nothing else (the page is
     zeroed before they are written); a v2/v3 page starts with the magic. The
-    node chain is walked (bounded) and each node must carry the node-page
-    signature; the first objects of each node must decode.
+    node chain is walked (bounded) and the first node must carry the
+    node-page signature; the first objects of each node must decode.
+
+    Trust is graded: a page that validates and whose first node does is
+    used even when what else it points at is missing or damaged (a
+    truncated capture, a flipped bit): a region list or PGD page that is
+    not captured, PGD entries past the image, a later node without the
+    signature are counted in ``damage`` and named in the reason.
     """
     cand = Candidate(pfn)
+    if pfn == 0:
+        return _reject(cand, "PFN 0 cannot hold a super block (pkram=0 names none)")
     if not 0 < pfn < mem.max_pfn:
-        return _reject(cand, f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn:x})")
+        return _reject(cand, f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn - 1:x})")
     try:
         page = mem.read_page(pfn)
     except UnreadableError as exc:
@@ -240,12 +249,14 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
             cand.verdict, cand.reason = "empty", "valid but empty super block (node_pfn = 0)"
             return cand
         return _reject(cand, f"node_pfn is 0 but {second_name} is 0x{second:x}")
+    notes: List[str] = []
     if not mem.pfn_present(second):
-        return _reject(cand, f"{second_name} 0x{second:x} is "
-                             f"{'0' if second == 0 else 'not a captured page'}")
-    if sb.revision == 1 and not _check_pgd(mem, cand, second):
+        cand.damage += 1
+        notes.append(f"{second_name} 0x{second:x} is "
+                     f"{'0' if second == 0 else 'not a captured page'}: ranges not described")
+    elif sb.revision == 1 and not _check_pgd(mem, cand, second, notes):
         return cand
-    _check_node_chain(mem, cand)
+    _check_node_chain(mem, cand, notes)
     return cand
 
 
@@ -279,26 +290,41 @@ def _check_page(cand: Candidate, page: bytes, revision: Optional[int]) -> bool:
     return True
 
 
-def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int) -> bool:
-    """v1: every PGD entry is zero or the raw address of a captured page (RFC v1 09/43)."""
+def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int, notes: List[str]) -> bool:
+    """v1: every PGD entry is zero or a raw page address (RFC v1 09/43).
+
+    An entry with low bits set makes the page no PGD (a rejection); a page
+    address past the image or not captured is damage (a truncated capture).
+    """
     pgd = mem.read_page(pgd_pfn)
+    missing = 0
     for i in range(0, PAGE_SIZE, 8):
         e = int.from_bytes(pgd[i:i + 8], "little")
-        if e and (e & (PAGE_SIZE - 1) or not mem.pfn_present(e >> PAGE_SHIFT)):
-            _reject(cand, f"PGD entry {i // 8} = 0x{e:x} is not the address of a captured page")
+        if e and (e & (PAGE_SIZE - 1) or e >> 52):
+            _reject(cand, f"PGD entry {i // 8} = 0x{e:x} is not the address of a page")
             return False
+        if e and not mem.pfn_present(e >> PAGE_SHIFT):
+            missing += 1
+    if missing:
+        cand.damage += missing
+        notes.append(f"{missing} PGD entr{'y points' if missing == 1 else 'ies point'} at pages "
+                     "not captured: part of the ranges not described")
     return True
 
 
-def _check_node_chain(mem: PhysicalMemory, cand: Candidate) -> None:
-    """The first nodes must carry the node-page signature and their first objects decode."""
+def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) -> None:
+    """The first node must carry the node-page signature; later ones that do not are damage."""
     sb = cand.sb
     diag = Diagnostics(limit=64)
     obj_rev = 1 if sb.revision == 1 else 2
     for node in pkram_nodes(mem, sb.node_pfn, diag):
         if node.problems:
-            _reject(cand, f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
-            return
+            if cand.nodes == 0:
+                _reject(cand, f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
+                return
+            cand.damage += 1
+            notes.append(f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
+            break
         cand.nodes += 1
         for obj in pkram_objs(mem, node, obj_rev, diag):
             if not obj.tail_clean:
@@ -313,8 +339,9 @@ def _check_node_chain(mem: PhysicalMemory, cand: Candidate) -> None:
         _reject(cand, f"first node unreadable: {first.message if first else 'no node'}")
         return
     cand.verdict = "valid"
-    cand.reason = f"{cand.nodes} node(s) with a valid signature"
+    cand.reason = "; ".join([f"{cand.nodes} node(s) with a valid signature"] + notes)
     if len(diag):
+        cand.damage += 1
         cand.reason += f"; {len(diag)} finding(s) while checking, first: {next(iter(diag)).message}"
 
 
@@ -362,20 +389,22 @@ def locate_super_block(mem: PhysicalMemory, *, sb_pfn: Optional[int] = None,
 
 
 def _forced(mem: PhysicalMemory, sb_pfn: int, revision: Optional[int]) -> Location:
-    """``--sb-pfn``: the analyst names the page; a page that does not validate is decoded anyway."""
+    """``--sb-pfn``: the analyst names the page.
+
+    A page that is no super block (or an empty one: nothing handed over)
+    is an error; a super block page that validates is read even when its
+    node chain does not, with a warning.
+    """
     cand = check_super_block(mem, sb_pfn, revision)
     loc = Location("--sb-pfn", cand, [cand], [])
-    if cand.sb is not None:
+    if cand.verdict == "valid":
         return loc
-    if cand.verdict != "rejected" or not mem.pfn_present(sb_pfn):
-        raise LocateError(f"--sb-pfn 0x{sb_pfn:x}: {cand.reason}", loc)
-    # the analyst insists: decode anyway, keep the objection visible
-    page = mem.read_page(sb_pfn)
-    rev = revision or (2 if fmt.super_block_magic(page) == fmt.PKRAM_MAGIC else 1)
-    cand.sb = fmt.decode_super_block(page, sb_pfn, rev)
-    cand.revision = rev
-    loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x} does not validate ({cand.reason}); "
-                        "decoded as requested")
+    if cand.sb is None or cand.verdict == "empty":
+        what = ("holds an empty super block at best, nothing is handed over" if cand.verdict == "empty"
+                else "does not hold a PKRAM super block")
+        raise LocateError(f"--sb-pfn 0x{sb_pfn:x} {what}: {cand.reason}", loc)
+    loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x}: the super block page validates but what it "
+                        f"points at does not ({cand.reason}); read as requested")
     return loc
 
 
@@ -439,7 +468,7 @@ def _choose(found: _Candidates, notes: List[str], warnings: List[str]) -> Locati
                 f"{seen} pkram= token(s) examined, none points at a valid super block"
                 if seen else "no pkram= boot parameter in the image") +
             "; give the PFN with --sb-pfn if you know it", loc)
-    ties = [c for c in usable[1:] if c.score[:3] == chosen.score[:3]]
+    ties = [c for c in usable[1:] if c.score[:4] == chosen.score[:4]]
     if ties:
         loc.warnings.append("several candidates validate equally well: " +
                             ", ".join(f"0x{c.pfn:x}" for c in [chosen] + ties) +

@@ -194,7 +194,8 @@ def walk_table(walk: _Walk, table_pfn: int, depth: int, base: int) -> None:
     if walk.gave_up():
         return
     names = _LEVEL_NAMES[walk.result.levels]
-    entries = read_table(walk, table_pfn, names[depth])
+    span = PTRS_PER_TABLE << _SHIFTS[walk.result.levels][depth]
+    entries = read_table(walk, table_pfn, names[depth], _not_described(base, span))
     if entries is None:
         return
     if depth == len(names) - 1:
@@ -203,15 +204,23 @@ def walk_table(walk: _Walk, table_pfn: int, depth: int, base: int) -> None:
         walk_upper_table(walk, entries, depth, base, table_pfn)
 
 
-def read_table(walk: _Walk, pfn: int, what: str) -> Optional[array]:
-    """The 512 entries of table page ``pfn``, or None (a finding) if it is not in the image."""
+def _not_described(base: int, span: int) -> str:
+    """What a missing table page leaves out of the ranges, in words."""
+    return f"; physical 0x{base:x}-0x{base + span - 1:x} is not described"
+
+
+def read_table(walk: _Walk, pfn: int, what: str, lost: str = "") -> Optional[array]:
+    """The 512 entries of table page ``pfn``, or None (a finding) if it is not in the image.
+
+    ``lost`` says what part of the ranges the page would have described.
+    """
     if not 0 < pfn < walk.image_pfns:
-        walk.finding("pfn-out-of-range", f"{what} table page 0x{pfn:x} is outside the image", pfn)
+        walk.finding("pfn-out-of-range", f"{what} table page 0x{pfn:x} is outside the image{lost}", pfn)
         return None
     try:
         page = walk.mem.read_page(pfn)
     except UnreadableError as exc:
-        walk.finding("unreadable", f"{what} table page not captured: {exc.reason}", pfn)
+        walk.finding("unreadable", f"{what} table page not captured: {exc.reason}{lost}", pfn)
         return None
     entries = array("Q")
     entries.frombytes(page)
@@ -330,12 +339,14 @@ def v1_bitmap(walk: _Walk, bitmap_pfn: int, addr: int, full_expected: bool) -> O
     walk.result.table_pfns.append(bitmap_pfn)
     walk.result.bitmaps += 1
     if not 0 < bitmap_pfn < walk.image_pfns:
-        walk.finding("pfn-out-of-range", f"bitmap page 0x{bitmap_pfn:x} is outside the image", bitmap_pfn)
+        walk.finding("pfn-out-of-range", f"bitmap page 0x{bitmap_pfn:x} is outside the image"
+                     f"{_not_described(addr, 1 << PMD_SHIFT)}", bitmap_pfn)
         return None
     try:
         raw = walk.mem.read(bitmap_pfn << PAGE_SHIFT, BITMAP_BYTES)
     except UnreadableError as exc:
-        walk.finding("unreadable", f"bitmap page not captured: {exc.reason}", bitmap_pfn)
+        walk.finding("unreadable", f"bitmap page not captured: {exc.reason}"
+                     f"{_not_described(addr, 1 << PMD_SHIFT)}", bitmap_pfn)
         return None
     if full_expected and raw != _FULL_BITMAP:
         walk.warning("pse-bitmap-not-full", f"PMD for 0x{addr:x} has PSE but its bitmap is not full; the "

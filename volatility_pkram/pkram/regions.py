@@ -151,9 +151,11 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
                  "pages; reading until the first empty entry", sb.pfn)
     reader = _ListReader(sb, diag)
     done = False
+    wanted = sb.region_list_pfn      # the page the walk reads next; not 0 after it: cut short
     for page in follow_pages(mem, sb.region_list_pfn, "region-list", diag,
                              decode_region_list_page, _next_list_page, where):
         reader.result.list_pfns.append(page.pfn)
+        wanted = page.next_pfn
         if done:
             # Trailing list pages are normal (the kernel over-estimates how many it
             # needs); walking them to the end still catches a loop in the chain.
@@ -161,8 +163,22 @@ def pkram_regions(mem: PhysicalMemory, sb: fmt.SuperBlock, diag: Diagnostics) ->
         reader.result.prev_pfns.append(page.prev_pfn)
         done = reader.take(page)
     result = reader.result
-    if plausible_count and len(result.bases) != sb.nr_regions:
+    if not done and wanted:
+        _cut_short(diag, sb, result, reader.last_end, wanted, plausible_count)
+    elif plausible_count and len(result.bases) != sb.nr_regions:
         diag.add("region-count-mismatch", WARNING, f"nr_regions is {sb.nr_regions} but the list "
                  f"holds {len(result.bases)} usable entries (a truncated list makes the kernel log "
                  "'no more pkram_region_list pages')", sb.region_list_pfn, where)
     return result
+
+
+def _cut_short(diag: Diagnostics, sb: fmt.SuperBlock, result: RegionList, last_end: int,
+               wanted: int, plausible_count: bool) -> None:
+    """The list breaks off at a page that cannot be read: say what the ranges do not cover."""
+    missing = (f"{sb.nr_regions - len(result.bases)} of {sb.nr_regions} regions"
+               if plausible_count and sb.nr_regions > len(result.bases) else "the remaining regions")
+    above = (f"physical addresses from 0x{last_end:x} up" if last_end >= 0
+             else "no region at all")
+    diag.add("ranges-incomplete", ERROR, f"the region list breaks off at page 0x{wanted:x} after "
+             f"{len(result.bases)} region(s): {missing} are not described ({above})", wanted,
+             Place(label="region list"))
