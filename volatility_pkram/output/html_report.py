@@ -125,6 +125,7 @@ def _style() -> str:
         "table{border-collapse:collapse;background:#fff;margin:4px 0}"
         "th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}"
         "td{overflow-wrap:anywhere;max-width:30em}td.a,td.n{white-space:nowrap}"
+        "td.h,.facts td{max-width:none}.facts{min-width:60%}"
         "th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}"
         "code,.h{font-family:monospace;font-size:12px}"
         ".facts th{width:180px}.cards{display:flex;gap:12px;flex-wrap:wrap}"
