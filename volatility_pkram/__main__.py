@@ -1,8 +1,8 @@
-"""``python -m volatility_pkram``: helper commands for running the plugins.
+"""python -m volatility_pkram: helper commands for running the plugins.
 
-    plugin-dir        print the directory to give ``vol -p``
-    install-config    add that directory to volatility's vol.json (opt-in; merges)
-    remove-config     take it out again
+    plugin-dir       print the directory to give vol -p
+    install-config   add that directory to volatility's vol.json (opt-in; merges)
+    remove-config    take it out again
 """
 
 from __future__ import annotations
@@ -14,17 +14,35 @@ from . import PLUGIN_DIR, __version__
 
 from .vol3 import config
 
+EXIT_USAGE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's one-line errors and status 1 (README "Exit status")."""
+
+    def error(self, message):
+        sys.stderr.write(f"pkram: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m volatility_pkram",
+                     description="Helper commands for running the volatility-pkram plugins.",
+                     epilog="Exit status: 0 done; 1 bad usage, or a vol.json that cannot be read "
+                            "or written (one 'pkram: error: ...' line on stderr).")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub.add_parser("plugin-dir", help="print the directory to give vol -p")
+    for name, what in (("install-config", "add that directory to volatility's vol.json "
+                                          "(opt-in; merges with what is there)"),
+                       ("remove-config", "take it out of vol.json again")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--config", help="path of vol.json (default: ~/.config/volatility3/vol.json)")
+    return parser
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m volatility_pkram", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=__version__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("plugin-dir", help="print the plugin directory for vol -p")
-    for name in ("install-config", "remove-config"):
-        p = sub.add_parser(name, help=f"{name.split('-')[0]} our plugin directory in vol.json")
-        p.add_argument("--config", help="path of vol.json (default: ~/.config/volatility3/vol.json)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.command == "plugin-dir":
         print(PLUGIN_DIR)
         return 0
@@ -36,8 +54,9 @@ def main(argv=None) -> int:
             path, changed = config.remove(args.config)
             print(f"{'removed' if changed else 'not present'}: {PLUGIN_DIR} in {path}")
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        where = args.config or "~/.config/volatility3/vol.json"
+        sys.stderr.write(f"pkram: error: {args.command}: {where}: {exc}\n")
+        return EXIT_USAGE
     return 0
 
 

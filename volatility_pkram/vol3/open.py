@@ -14,7 +14,11 @@ carving (:mod:`.carving`) when the options and the library's
 When nothing usable is found, :func:`open_pkram` prints ``pkram: error: ...``
 on stderr and exits with status 2, without a traceback (README "Exit
 status"); :func:`find_pkram` returns the :class:`NotFound` instead, for a
-caller that carries on (the timeliner source).
+caller that carries on (the timeliner source). Before anything is read,
+:func:`open_memory` checks the plugin's option values (:mod:`.values`) and
+exits with status 1 on the first it refuses: the check plain ``vol`` users
+get, whose argument parser lets ``--sb-pfn -5`` or ``--max-file-size 1X``
+through.
 """
 
 from __future__ import annotations
@@ -27,16 +31,17 @@ from volatility3.framework import interfaces
 from ..pkram import choose, locate
 from ..pkram.choose import NotFound, OpenOptions
 from ..pkram.reader import Pkram
-from . import report
+from . import report, values
 from .carving import carve_layer
 from .kernel import KernelEvidence, kernel_evidence
 from .layer import LayerMemory, physical_layer
 from .options import open_options
 
-__all__ = ["Opened", "NotFound", "find_pkram", "open_pkram", "open_memory", "EXIT_NOT_FOUND"]
+__all__ = ["Opened", "NotFound", "find_pkram", "open_pkram", "open_memory", "check_options",
+           "EXIT_NOT_FOUND"]
 
 #: the exit status when no PKRAM state is found (README "Exit status")
-EXIT_NOT_FOUND = 2
+EXIT_NOT_FOUND = report.EXIT_NOT_FOUND
 
 
 @dataclass
@@ -57,8 +62,16 @@ class Opened:
         return self.choice.location.route
 
 
+def check_options(plugin: interfaces.plugins.PluginInterface) -> None:
+    """Exit with status 1 and one error line if an option value is in no accepted form."""
+    refused = values.check_config(plugin.config)
+    if refused is not None:
+        report.fail(str(refused), report.EXIT_USAGE, getattr(plugin, "error_prefix", "pkram"))
+
+
 def open_memory(plugin: interfaces.plugins.PluginInterface) -> LayerMemory:
-    """The plugin's physical memory (under its ``primary`` layer)."""
+    """The plugin's physical memory (under its ``primary`` layer), its options checked first."""
+    check_options(plugin)
     return LayerMemory(plugin.context, physical_layer(plugin.context, plugin.config["primary"]))
 
 
@@ -69,8 +82,8 @@ def find_pkram(plugin: interfaces.plugins.PluginInterface,
     ``cross_check`` scans all of physical memory for ``pkram=`` even when the
     kernel's variables gave a valid super block (pkram.info lists every decoy).
     """
-    options = open_options(plugin.config)
     mem = open_memory(plugin)
+    options = open_options(plugin.config)
     evidence = KernelEvidence() if options.explicit else kernel_evidence(plugin)
     location = failure = None
     try:

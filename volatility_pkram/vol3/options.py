@@ -4,7 +4,10 @@
   image needs (the ``primary`` layer, and an optional Linux ``kernel``
   whose symbols are used when they match);
 * :func:`pkram_requirements`: those plus the options of opening PKRAM
-  (``--sb-pfn``, ``--revision``, ``--paging-levels``, ``--carve``);
+  (``--sb-pfn``, ``--revision``, ``--paging-levels``, ``--carve``); every
+  description ends with its default, which ``-h`` shows;
+* :class:`SizeRequirement`, :func:`max_file_size`: ``--max-file-size`` as
+  text (``1G``, ``512M``), parsed by :mod:`.values`;
 * :func:`open_options`: a plugin's config as the library's
   :class:`~volatility_pkram.pkram.choose.OpenOptions`;
 * :class:`PkramPlugin`: the class attributes every ``pkram.*`` plugin shares.
@@ -25,9 +28,11 @@ from volatility3.framework.configuration import requirements
 
 from ..core.streams import DEFAULT_MAX_FILE_SIZE
 from ..pkram.choose import OpenOptions
+from . import values
 
-__all__ = ["layer_requirements", "pkram_requirements", "flag", "max_file_size_requirement",
-           "max_file_size", "int_choice", "open_options", "PkramPlugin"]
+__all__ = ["layer_requirements", "revision_requirement", "pkram_requirements", "SizeRequirement",
+           "flag", "max_file_size_requirement", "max_file_size", "int_choice", "open_options",
+           "PkramPlugin"]
 
 Requirements = List[interfaces.configuration.RequirementInterface]
 
@@ -42,40 +47,67 @@ def layer_requirements() -> Requirements:
     ]
 
 
+def revision_requirement() -> interfaces.configuration.RequirementInterface:
+    """``--revision``: the RFC revision of the saving kernel (pkram.scan uses only this one)."""
+    return requirements.ChoiceRequirement(
+        name="revision", choices=["auto", "1", "2", "3"], default="auto", optional=True,
+        description="PKRAM RFC revision of the kernel that saved the memory "
+                    "(default: auto = detect)")
+
+
 def pkram_requirements() -> Requirements:
-    """Options every pkram.* plugin accepts: the layers and how to find PKRAM."""
+    """Options every pkram.* plugin that opens PKRAM accepts: the layers and how to find it."""
     return layer_requirements() + [
         requirements.IntRequirement(
             name="sb_pfn", optional=True,
-            description="PFN of the PKRAM super block (hex with 0x, or decimal); skips the search"),
-        requirements.ChoiceRequirement(
-            name="revision", choices=["auto", "1", "2", "3"], default="auto", optional=True,
-            description="PKRAM RFC revision of the kernel that saved the memory (default: detect)"),
+            description="PFN of the PKRAM super block, decimal or 0x hex, >= 0; skips the search "
+                        "(default: found from the kernel's variables, pkram= tokens, carving)"),
+        revision_requirement(),
         requirements.ChoiceRequirement(
             name="paging_levels", choices=["auto", "4", "5"], default="auto", optional=True,
-            description="v1 identity-map depth (default: infer from the table itself)"),
+            description="v1 identity-map depth (default: auto = infer from the table itself)"),
         requirements.ChoiceRequirement(
             name="carve", choices=["auto", "never", "always"], default="auto", optional=True,
             description="Page carving for PKRAM structures: auto = when no valid pkram= super block "
-                        "(or only an empty one) is found; always = also when one is; never"),
+                        "(or only an empty one) is found; always = also when one is; never "
+                        "(default: auto)"),
     ]
 
 
 def flag(name: str, description: str) -> interfaces.configuration.RequirementInterface:
     """An optional boolean option, off unless given (``--all-ranges``)."""
     return requirements.BooleanRequirement(name=name, default=False, optional=True,
-                                           description=description)
+                                           description=f"{description} (default: off)")
+
+
+class SizeRequirement(requirements.StringRequirement):
+    """A byte count typed as text (``1G``, ``512M``, ``0x1000``, ``4096``; :func:`values.size`).
+
+    A string on the command line, so plain ``vol`` passes ``1G`` through too;
+    an integer (a ``-c`` config file, the default) is accepted as well.
+    """
+
+    def unsatisfied(self, context, config_path):
+        value = self.config_value(context, interfaces.configuration.path_join(config_path, self.name),
+                                  self.default)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {}
+        return super().unsatisfied(context, config_path)
 
 
 def max_file_size_requirement(description: str) -> interfaces.configuration.RequirementInterface:
     """``--max-file-size``: how much of one preserved file a plugin reads."""
-    return requirements.IntRequirement(name="max_file_size", default=DEFAULT_MAX_FILE_SIZE,
-                                       optional=True, description=description)
+    return SizeRequirement(
+        name="max_file_size", default=DEFAULT_MAX_FILE_SIZE, optional=True,
+        description=f"{description}: bytes, or with a unit K, M, G, T (powers of 1024), e.g. 1G, "
+                    f"512M, 0x100000; 0 = the default (default: "
+                    f"{values.format_size(DEFAULT_MAX_FILE_SIZE)})")
 
 
 def max_file_size(config) -> int:
-    """The ``--max-file-size`` value (the default when absent or 0)."""
-    return config.get("max_file_size") or DEFAULT_MAX_FILE_SIZE
+    """The ``--max-file-size`` value in bytes (the default when absent or 0)."""
+    value = config.get("max_file_size")
+    return (values.size(value) if value is not None else 0) or DEFAULT_MAX_FILE_SIZE
 
 
 def int_choice(value) -> Optional[int]:
@@ -85,7 +117,8 @@ def int_choice(value) -> Optional[int]:
 
 def open_options(config) -> OpenOptions:
     """The options of opening PKRAM from a plugin's config."""
-    return OpenOptions(sb_pfn=config.get("sb_pfn"), revision=int_choice(config.get("revision")),
+    sb_pfn = config.get("sb_pfn")
+    return OpenOptions(sb_pfn=None if sb_pfn is None else values.pfn(sb_pfn), revision=int_choice(config.get("revision")),
                        paging_levels=int_choice(config.get("paging_levels")),
                        carve=config.get("carve") or "auto")
 
@@ -101,6 +134,8 @@ class PkramPlugin:
 
     _required_framework_version = (2, 0, 0)
     _version = (1, 0, 0)
+    #: the prefix of the plugin's error line (``pkram: error: ...``)
+    error_prefix = "pkram"
 
     @classmethod
     def get_requirements(cls) -> Requirements:

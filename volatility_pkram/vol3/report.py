@@ -7,7 +7,9 @@ console shows warnings and errors; ``-v`` shows the info lines).
   (:class:`~volatility_pkram.core.problems.Diagnostics`) once each, however
   often the lists are walked;
 * :func:`log_location`: how PKRAM was found (candidates, tokens, notes, warnings);
-* :func:`print_error`: the one-line ``pkram: error: ...`` a failed plugin prints;
+* :func:`print_error`, :func:`fail`: the one-line ``pkram: error: ...`` a failed
+  plugin prints, and the exit with the README's status (:data:`EXIT_USAGE`,
+  :data:`EXIT_NOT_FOUND`);
 * :func:`ns_to_datetime`: a header's nanoseconds as a column value.
 """
 
@@ -23,10 +25,18 @@ from volatility3.framework import renderers
 from ..core.problems import Diagnostics
 from ..pkram.choose import Choice, NotFound
 
-__all__ = ["vollog", "ProblemLog", "log_location", "log_not_found", "print_error",
-           "ns_to_datetime"]
+__all__ = ["vollog", "ProblemLog", "log_location", "log_not_found", "print_error", "fail",
+           "ns_to_datetime", "EXIT_OK", "EXIT_USAGE", "EXIT_NOT_FOUND"]
 
 vollog = logging.getLogger("volatility_pkram")
+
+#: README "Exit status": success (findings in the image are rows, not failures)
+EXIT_OK = 0
+#: the plugin could not run: bad usage (an option value, a missing -o directory, YARA rules
+#: that do not compile) or input it cannot read (-f missing or not a memory image)
+EXIT_USAGE = 1
+#: the image holds nothing to read: no PKRAM super block (pkram.*), no KHO FDT (kho.*, luo.*)
+EXIT_NOT_FOUND = 2
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -89,6 +99,14 @@ def log_not_found(result: NotFound) -> None:
     print_error(result.message)
 
 
-def print_error(message: str) -> None:
-    """``pkram: error: <message>`` on stderr (the README's "Exit status" line)."""
-    sys.stderr.write(f"pkram: error: {message}\n")
+def print_error(message: str, prefix: str = "pkram") -> None:
+    """``pkram: error: <message>`` on stderr (the README's "Exit status" line), on one line."""
+    one_line = " ".join(str(message).split())
+    sys.stderr.write(f"{prefix}: error: {one_line}\n")
+    sys.stderr.flush()
+
+
+def fail(message: str, status: int = EXIT_USAGE, prefix: str = "pkram"):
+    """Print the error line and exit with ``status`` (no traceback)."""
+    print_error(message, prefix)
+    raise SystemExit(status)

@@ -83,10 +83,15 @@ class YaraMatch:
     offset: Optional[format_hints.Hex]   # None: the byte is in a hole of the stream
     rule: str
     component: str                       # the rule's string identifier
-    value: format_hints.HexBytes
+    value: str                           # hex bytes, space-separated, on one line (JSON: as before)
     match: str                           # the bytes as printable text
 
     @classmethod
     def of(cls, phys: Optional[int], hit) -> "YaraMatch":
-        """The columns of a ``streamscan`` hit whose first byte is at ``phys``."""
-        return cls(phys, hit.rule, hit.identifier, hit.data, printable(hit.data))
+        """The columns of a ``streamscan`` hit whose first byte is at ``phys``.
+
+        ``Value`` is ``hit.data.hex(" ")``: the string volatility's JSON renderer
+        made of the former ``HexBytes`` column, without the text renderers'
+        multi-line dump (it began with a newline and broke text and CSV rows).
+        """
+        return cls(phys, hit.rule, hit.identifier, hit.data.hex(" "), printable(hit.data))

@@ -35,13 +35,16 @@ class KhoPlugin:
 
     _required_framework_version = (2, 0, 0)
     _version = (1, 0, 0)
+    #: the prefix of the plugin's error line (``kho: error: ...``)
+    error_prefix = "kho"
 
     @classmethod
     def get_requirements(cls):
         return options.layer_requirements() + [
             requirements.ListRequirement(
                 name="fdt", element_type=int, optional=True,
-                description="Physical address(es) of KHO FDTs to read besides those found"),
+                description="Physical address(es) of KHO FDTs to read besides those found, "
+                            "decimal or 0x hex (default: none)"),
             options.flag("no_shape", "Do not look for memfd records no LUO file record names"),
         ] + cls.extra_requirements()
 

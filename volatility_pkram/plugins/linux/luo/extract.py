@@ -33,6 +33,10 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
     handlers are written raw (the block their data names), and KHO clients
     nobody decodes as their raw blob. Names are made safe
     (<session>__<token>.memfd); the recorded session name is in Session.
+
+    Output directory: volatility's global -o DIR, given before the plugin
+    name (vol-pkram -f mem.raw -o out luo.extract); it must exist; default:
+    the current directory.
     """
 
     @classmethod

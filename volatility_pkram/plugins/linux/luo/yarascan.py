@@ -21,7 +21,7 @@ class YaraRow:
     offset: Optional[format_hints.Hex]
     rule: str
     component: str
-    value: format_hints.HexBytes
+    value: str                           # hex bytes, space-separated, on one line
     match: str
     session: Optional[str]
     token: Optional[format_hints.Hex]
@@ -48,20 +48,20 @@ class YaraScan(KhoPlugin, interfaces.plugins.PluginInterface):
                 ] + yara_rules.yara_requirements()
 
     def run(self):
+        scanner = yara_rules.yara_scanner("luo.yarascan", self.config)   # bad rules: before the image
         kho = self.open_kho()
-        scanner = yara_rules.yara_scanner("luo.yarascan", self.config)
 
         def generate():
             for item in output_items(kho, options.max_file_size(self.config)):
                 pmap = item.stream.page_map
                 for hit in streamscan.scan_chunks(item.stream.chunks(StreamStats()), scanner):
-                    yield YaraRow(pmap.physical(hit.offset), hit.rule, hit.identifier, hit.data,
+                    yield YaraRow(pmap.physical(hit.offset), hit.rule, hit.identifier, hit.data.hex(" "),
                                   yara_rules.printable(hit.data), item.session, item.token, hit.offset,
                                   pmap.pieces(hit.offset, len(hit.data)), item.kind)
             if not self.config.get("no_orphans"):
                 orphans = [(r.first_pfn, r.pages) for r in kho_audit(kho) if r.kind == "orphan"]
                 for hit in streamscan.scan_physical(kho.mem, orphans, scanner):
-                    yield YaraRow(hit.offset, hit.rule, hit.identifier, hit.data,
+                    yield YaraRow(hit.offset, hit.rule, hit.identifier, hit.data.hex(" "),
                                   yara_rules.printable(hit.data), None, None, None, 1, "orphan")
             self.log_findings(kho)
 

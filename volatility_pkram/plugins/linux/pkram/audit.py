@@ -1,7 +1,5 @@
 """pkram.audit: what survived the kexec that nothing accounts for, and what looks tampered."""
 
-import datetime
-import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,10 +8,8 @@ from volatility3.framework.configuration import requirements
 from volatility3.framework.renderers import format_hints
 
 from volatility_pkram.pkram import audit
-from volatility_pkram.vol3 import options, rows
+from volatility_pkram.vol3 import options, rows, values
 from volatility_pkram.vol3.open import open_pkram
-
-vollog = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,25 +46,18 @@ class Audit(options.PkramPlugin, interfaces.plugins.PluginInterface):
             requirements.ChoiceRequirement(
                 name="min_severity", choices=list(audit.SEVERITIES), default=audit.INFO_,
                 optional=True,
-                description="Hide findings below this severity (the summary rows always show)"),
+                description="Hide findings below this severity (the summary rows always show; "
+                            "default: info = show all)"),
             requirements.StringRequirement(
                 name="reference_time", optional=True,
-                description="ISO 8601 time that 'in the future' is judged against (default: now), "
-                            "e.g. the acquisition time"),
+                description="ISO 8601 time that 'in the future' is judged against, e.g. the "
+                            "acquisition time: 2026-12-04, 2026-12-04T18:20:00+01:00; no zone = UTC "
+                            "(default: now)"),
         ]
 
     def _now_ns(self) -> Optional[int]:
-        text = self.config.get("reference_time")
-        if not text:
-            return None
-        try:
-            when = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            vollog.warning(f"pkram: --reference-time {text!r} is not ISO 8601; using the current time")
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        return int(when.timestamp()) * 10**9
+        text = self.config.get("reference_time")   # refused before the image is opened if bad
+        return None if not text else int(values.reference_time(text).timestamp()) * 10**9
 
     def _findings(self, pk):
         """The library's audit (its one call site here)."""

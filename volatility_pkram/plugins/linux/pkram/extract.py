@@ -42,6 +42,10 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
     other consumers are listed too, their byte and page streams dumped raw.
     File names are made safe: the original name is in the Name column, the
     name written under -o in the File column.
+
+    Output directory: volatility's global -o DIR, given before the plugin
+    name (vol-pkram -f mem.raw -o out pkram.extract); it must exist; default:
+    the current directory.
     """
 
     @classmethod

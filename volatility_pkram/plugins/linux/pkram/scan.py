@@ -37,6 +37,11 @@ class Scan(options.PkramPlugin, interfaces.plugins.PluginInterface):
     pkram.* plugins use the same scan when no valid pkram= exists.
     """
 
+    @classmethod
+    def get_requirements(cls):
+        """The layers and --revision: the scan takes no other option of opening PKRAM."""
+        return options.layer_requirements() + [options.revision_requirement()]
+
     @staticmethod
     def _node_row(nc) -> ScanRow:
         if nc.chained_by is not None:

@@ -74,8 +74,8 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
         result = audit.audit_pkram(pk)
         return result.orphan_runs(), result.references
 
-    def _generator(self, opened):
-        pk, scanner = opened.pk, yara_rules.yara_scanner("pkram.yarascan", self.config)
+    def _generator(self, opened, scanner):
+        pk = opened.pk
         yield from self._file_hits(pk, scanner)
         all_ranges = self.config.get("all_ranges")
         orphans, refmap = self._audit(pk) if all_ranges or not self.config.get("no_orphans") else ([], None)
@@ -85,4 +85,5 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
         opened.problems.flush()
 
     def run(self):
-        return rows.tree_grid(YaraRow, self._generator(open_pkram(self)))
+        scanner = yara_rules.yara_scanner("pkram.yarascan", self.config)   # bad rules: before the image
+        return rows.tree_grid(YaraRow, self._generator(open_pkram(self), scanner))
