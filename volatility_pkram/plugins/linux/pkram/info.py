@@ -40,8 +40,8 @@ class Info(options.PkramPlugin, interfaces.plugins.PluginInterface):
             where = ", ".join(f"0x{t.offset:x}" if t.offset is not None else t.source
                               for t in cand.tokens[:8])
             more = f" (+{len(cand.tokens) - 8} more)" if len(cand.tokens) > 8 else ""
-            yield InfoRow("candidate", f"0x{cand.pfn:x}", cand.verdict,
-                          f"{cand.reason}; {len(cand.tokens)} occurrence(s): {where}{more}")
+            seen = f"; {len(cand.tokens)} occurrence(s): {where}{more}" if cand.tokens else ""
+            yield InfoRow("candidate", f"0x{cand.pfn:x}", cand.verdict, cand.reason + seen)
         for tok in loc.rejected_tokens[:200]:
             where = f"0x{tok.offset:x}" if tok.offset is not None else tok.source
             yield InfoRow("token", tok.text, "rejected", f"at {where}: {tok.reject}")
