@@ -10,13 +10,15 @@ console shows warnings and errors; ``-v`` shows the info lines).
 * :func:`print_error`, :func:`fail`: the one-line ``pkram: error: ...`` a failed
   plugin prints, and the exit with the README's status (:data:`EXIT_USAGE`,
   :data:`EXIT_NOT_FOUND`);
-* :func:`ns_to_datetime`: a header's nanoseconds as a column value.
+* :func:`ns_to_datetime`: a header's nanoseconds as a column value;
+* :func:`body_line`: a preserved file as a line of a mactime body file.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import stat
 import sys
 from typing import Set, Tuple
 
@@ -26,7 +28,7 @@ from ..core.problems import Diagnostics
 from ..pkram.choose import Choice, NotFound
 
 __all__ = ["vollog", "ProblemLog", "log_location", "log_not_found", "print_error", "fail",
-           "ns_to_datetime", "EXIT_OK", "EXIT_USAGE", "EXIT_NOT_FOUND"]
+           "ns_to_datetime", "body_line", "EXIT_OK", "EXIT_USAGE", "EXIT_NOT_FOUND"]
 
 vollog = logging.getLogger("volatility_pkram")
 
@@ -47,6 +49,21 @@ def ns_to_datetime(ns: int):
         return _EPOCH + datetime.timedelta(microseconds=ns // 1000)
     except OverflowError:
         return renderers.UnparsableValue()
+
+
+def body_line(name: str, header) -> str:
+    """``MD5|name|inode|mode|UID|GID|size|atime|mtime|ctime|crtime`` (mactime/TSK 3 body format).
+
+    ``header`` is a decoded ``struct file_header``: the mode as ``ls -l``
+    prints it, the owner, the size, and the times in whole seconds (cut
+    toward zero, as volatility.body has them); MD5, inode and crtime are unknown (0). ``|`` and line breaks in
+    the name become ``_``.
+    """
+    safe = "".join("_" if c in "|\r\n" else c for c in name)
+    times = "|".join(str(ns // 10**9 if ns >= 0 else -(-ns // 10**9))
+                     for ns in (header.atime_ns, header.mtime_ns, header.ctime_ns))
+    return (f"0|{safe}|0|{stat.filemode(header.mode)}|{header.uid}|{header.gid}|{header.size}|"
+            f"{times}|0\n")
 
 
 class ProblemLog:

@@ -45,7 +45,9 @@ class Files(options.PkramPlugin, interfaces.plugins.PluginInterface, timeliner.T
 
     The quick look before pkram.extract: node, name, size, mode, owner, the
     three timestamps and the number of pages saved. As a timeliner source it
-    gives timeliner.Timeliner each file's atime, mtime and ctime.
+    gives timeliner.Timeliner each file's atime, mtime and ctime; with
+    --create-bodyfile it also writes pkram.body under -o, whose lines carry
+    the mode, owner and size too (volatility.body has 0 there).
     """
 
     @staticmethod
@@ -59,22 +61,35 @@ class Files(options.PkramPlugin, interfaces.plugins.PluginInterface, timeliner.T
             yield FileRow.of(node, pobj)
         opened.problems.flush()
 
+    def _body_file(self):
+        """pkram.body, when the timeliner writes volatility.body (whose mode, owner and size are 0)."""
+        parent = interfaces.configuration.parent_path(self.config_path)
+        wanted = self.context.config.get(interfaces.configuration.path_join(parent, "create-bodyfile"))
+        return self.open("pkram.body") if wanted else None
+
     def generate_timeline(self):
         opened = find_pkram(self)
         if isinstance(opened, NotFound):
             vollog.info("pkram: no PKRAM super block in this image; nothing for the timeline")
             return
-        for node, pobj in self._objects(opened.pk):
-            h = pobj.header
-            if h is None:
-                continue
-            desc = f"PKRAM file {node.name}/{h.name} ({h.size} bytes, mode {stat.filemode(h.mode)})"
-            for kind, ns in ((timeliner.TimeLinerType.ACCESSED, h.atime_ns),
-                             (timeliner.TimeLinerType.MODIFIED, h.mtime_ns),
-                             (timeliner.TimeLinerType.CHANGED, h.ctime_ns)):
-                when = report.ns_to_datetime(ns)
-                if isinstance(when, datetime.datetime):
-                    yield desc, kind, when
+        body = self._body_file()
+        try:
+            for node, pobj in self._objects(opened.pk):
+                h = pobj.header
+                if h is None:
+                    continue
+                desc = f"PKRAM file {node.name}/{h.name} ({h.size} bytes, mode {stat.filemode(h.mode)})"
+                if body is not None:
+                    body.write(report.body_line(f"PKRAM file {node.name}/{h.name}", h).encode())
+                for kind, ns in ((timeliner.TimeLinerType.ACCESSED, h.atime_ns),
+                                 (timeliner.TimeLinerType.MODIFIED, h.mtime_ns),
+                                 (timeliner.TimeLinerType.CHANGED, h.ctime_ns)):
+                    when = report.ns_to_datetime(ns)
+                    if isinstance(when, datetime.datetime):
+                        yield desc, kind, when
+        finally:
+            if body is not None:
+                body.close()
 
     def run(self):
         return rows.tree_grid(FileRow, self._generator(open_pkram(self)))
