@@ -3,7 +3,9 @@
 Everything in :mod:`volatility_pkram` reads evidence through
 :class:`PhysicalMemory`: a read-only view of physical addresses, with the
 present (captured) ranges known. A front end supplies one implementation:
-:class:`RawImage` (a raw file, ``os.pread``), :class:`BytesMemory` (tests) or
+:class:`RawImage` (a raw file, ``os.pread``), :class:`ContainerImage` (a LiME or
+ELF-core file through its checked segments, :mod:`.container`),
+:class:`BytesMemory` (tests) or
 the volatility3 adapter in :mod:`volatility_pkram.vol3.layer`. The library never
 imports volatility3.
 """
@@ -17,6 +19,8 @@ from array import array
 from itertools import repeat
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from .container import Container, ContainerError, inspect, inspect_file
+
 __all__ = [
     "PAGE_SHIFT",
     "PAGE_SIZE",
@@ -24,6 +28,8 @@ __all__ = [
     "PhysicalMemory",
     "RawImage",
     "BytesMemory",
+    "ContainerImage",
+    "open_image",
     "page_aligned",
     "page_numbers",
 ]
@@ -262,6 +268,75 @@ class RawImage(PhysicalMemory):
         self.close()
 
 
+class ContainerImage(PhysicalMemory):
+    """A LiME or ELF-core file read through its checked segments (:mod:`.container`).
+
+    Only the segments :func:`~volatility_pkram.core.container.inspect` found
+    consistent with the file are present; ``container`` keeps its findings.
+    """
+
+    def __init__(self, path: str | os.PathLike, container: Optional[Container] = None):
+        self._fd = os.open(path, os.O_RDONLY)
+        fd = self._fd
+        self.container = container or inspect(lambda off, n: os.pread(fd, n, off),
+                                              os.fstat(fd).st_size)
+        self._segments = sorted(self.container.segments, key=lambda seg: seg.phys)
+        self._seg_starts = [seg.phys for seg in self._segments]
+        self._init_extents((seg.phys, seg.end) for seg in self._segments)
+
+    def _read(self, addr: int, length: int) -> bytes:
+        out = bytearray()
+        pos, stop = addr, addr + length
+        i = bisect.bisect_right(self._seg_starts, pos) - 1
+        while pos < stop and 0 <= i < len(self._segments):
+            seg = self._segments[i]
+            if pos >= seg.end:
+                i += 1
+                continue
+            n = min(stop, seg.end) - pos
+            chunk = os.pread(self._fd, n, seg.offset + (pos - seg.phys))
+            out += chunk
+            if len(chunk) < n:
+                break
+            pos += n
+            i += 1
+        return bytes(out)
+
+    def data_extents(self, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, int]]:
+        stop = self.end if end is None else min(end, self.end)
+        for seg in self._segments:
+            lo, hi = max(seg.phys, start), min(seg.end, stop)
+            if lo < hi:
+                delta = seg.offset - seg.phys
+                for d0, d1 in file_data_segments(self._fd, lo + delta, hi + delta):
+                    yield d0 - delta, d1 - delta
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "ContainerImage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_image(path: str | os.PathLike) -> PhysicalMemory:
+    """A raw image as :class:`RawImage`, a LiME or ELF core as :class:`ContainerImage`.
+
+    Raises :class:`~volatility_pkram.core.container.ContainerError` for a
+    recognised container of which nothing usable is left.
+    """
+    found = inspect_file(path)
+    if not found.checked:
+        return RawImage(path)
+    if not found.usable:
+        raise ContainerError(found)
+    return ContainerImage(path, found)
+
+
 class BytesMemory(PhysicalMemory):
     """Physical memory from in-memory buffers, ``{phys_start: bytes}`` (tests, fuzzing)."""
 
@@ -295,19 +370,27 @@ def _clip(extents: Iterator[Tuple[int, int]], start: int, end: Optional[int]) ->
             yield a, b
 
 
+#: the largest offset ``os.lseek`` accepts
+_MAX_FILE_OFFSET = (1 << 63) - 1
+
+
 def file_data_segments(fd: int, start: int, end: int) -> Iterator[Tuple[int, int]]:
     """Data (non-hole) segments of ``[start, end)`` of an open file, ascending.
 
     Uses ``SEEK_DATA``/``SEEK_HOLE``; where the OS or file system cannot tell,
     the whole range is one segment.
     """
+    start, end = max(start, 0), min(end, _MAX_FILE_OFFSET)   # lseek takes a signed 64-bit offset
     if not hasattr(os, "SEEK_DATA"):
-        yield start, end
+        if start < end:
+            yield start, end
         return
     pos = start
     while pos < end:
         try:
             data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OverflowError:
+            return
         except OSError as exc:
             if exc.errno == 6:      # ENXIO: no data after pos
                 return
@@ -317,7 +400,7 @@ def file_data_segments(fd: int, start: int, end: int) -> Iterator[Tuple[int, int
             return
         try:
             hole = os.lseek(fd, data, os.SEEK_HOLE)
-        except OSError:
+        except (OSError, OverflowError):
             hole = end
         yield data, min(hole, end)
         pos = hole
