@@ -34,7 +34,7 @@ from ..pkram.reader import Pkram
 from . import report, values
 from .carving import carve_layer
 from .kernel import KernelEvidence, kernel_evidence
-from .layer import LayerMemory, physical_layer
+from .layer import LayerMemory, plugin_memory
 from .options import open_options
 
 __all__ = ["Opened", "NotFound", "find_pkram", "open_pkram", "open_memory", "check_options",
@@ -72,7 +72,7 @@ def check_options(plugin: interfaces.plugins.PluginInterface) -> None:
 def open_memory(plugin: interfaces.plugins.PluginInterface) -> LayerMemory:
     """The plugin's physical memory (under its ``primary`` layer), its options checked first."""
     check_options(plugin)
-    return LayerMemory(plugin.context, physical_layer(plugin.context, plugin.config["primary"]))
+    return plugin_memory(plugin)     # container sanity first (vol3.layer, issue #19)
 
 
 def find_pkram(plugin: interfaces.plugins.PluginInterface,
