@@ -186,6 +186,23 @@ def test_hostile_names_are_escaped_and_nothing_runs(image_cache, vol):
     assert total(map_rects(root), "pages") == len(reserved_pfns_from_manifest(manifest))
 
 
+@pytest.mark.parametrize("kind", ["truncated", "cycle_links", "lime_gap_meta", "pfn_out_of_range"])
+def test_damaged_images_give_a_report_with_the_intact_files(kind, image_cache, vol):
+    out, manifest = image_cache(f"hostile_{kind}", formats=("raw", "lime"))
+    image = out / manifest["images"]["lime" if kind == "lime_gap_meta" else "raw"]
+    row, doc = run_report(vol, image)
+    root = parse(doc)
+    listed = {}
+    for node, name, _s, size, _p, sha, _t, status in table_rows(root, "files"):
+        listed.setdefault((node, name), []).append((size, sha))
+    for f in manifest["files"]:
+        if f["name"] in manifest["hostile"]["intact_files"]:
+            assert (str(f["size"]), f["sha256"]) in listed[(f["node"], f["name"])], f
+    damaged = [s for *_x, s in table_rows(root, "files") if s != "ok"]
+    assert findings(root) or damaged, "the damage is not shown"
+    assert row["Findings"] != "none" or damaged
+
+
 def test_map_of_a_scattered_64g_image_stays_bounded():
     rng = random.Random(5)
     end = (64 << 30) // PAGE

@@ -167,7 +167,9 @@ def _cards(out: _Out, svg: MapSvg, nodes: Sequence[NodeTotal], counts: Dict[str,
 
 def _map(out: _Out, svg: MapSvg) -> None:
     per = svg.pages_per_bucket
-    scale = "one page" if per == 1 else f"{per} pages ({per * 4} KiB)"
+    kib = per * 4
+    scale = "one page" if per == 1 else f"{per} pages ({kib} KiB)" if kib < 1024 \
+        else f"{per} pages ({kib // 1024} MiB)"
     out('<h2 id="map">Physical memory map</h2>'
         f'<p class="note">Physical addresses from 0 (top left) to the end of the capture, row by '
         f"row; each 2-pixel cell is {scale}, coloured by what it holds (an anomaly wins over "
