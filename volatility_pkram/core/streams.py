@@ -257,6 +257,48 @@ class PageMap:
             return None
         return st.pfn[i] + (page_index - first)
 
+    def byte_runs(self, length: int) -> Iterator[Tuple[int, int, int]]:
+        """``(stream_offset, physical_address, nbytes)`` of the first ``length`` bytes,
+        ascending, physically contiguous pieces coalesced; holes have none.
+
+        For a page stream these are exactly the DATA and MISSING chunks of
+        :func:`page_stream_chunks` (the HOLE chunks are the gaps between them).
+        """
+        if self._pfns is not None:
+            pfns = self._pfns
+            runs = ((i, pfn, 1) for i, pfn in enumerate(pfns))
+        elif self._stream is not None:
+            runs = self._stream.runs(max_pages=1 << 62)
+        else:
+            return
+        cur = None
+        for idx, pfn, npages in runs:
+            off = idx * PAGE_SIZE
+            if off >= length:
+                break
+            n = min(npages * PAGE_SIZE, length - off)
+            if cur is not None and cur[0] + cur[2] == off and cur[1] + cur[2] == pfn << PAGE_SHIFT:
+                cur[2] += n
+                continue
+            if cur is not None:
+                yield tuple(cur)
+            cur = [off, pfn << PAGE_SHIFT, n]
+        if cur is not None:
+            yield tuple(cur)
+
+    def extents(self, length: int) -> Optional[List[Tuple[int, int]]]:
+        """``(stream_offset, nbytes)`` of the first ``length`` bytes that are not
+        holes (merged); None when the map cannot tell (then assume no holes)."""
+        if self._pfns is None and self._stream is None:
+            return None
+        out: List[List[int]] = []
+        for off, _phys, n in self.byte_runs(length):
+            if out and out[-1][0] + out[-1][1] == off:
+                out[-1][1] += n
+            else:
+                out.append([off, n])
+        return [(o, n) for o, n in out]
+
     def physical(self, offset: int) -> Optional[int]:
         pfn = self.pfn(offset >> PAGE_SHIFT)
         return None if pfn is None else (pfn << PAGE_SHIFT) | (offset & (PAGE_SIZE - 1))

@@ -1,4 +1,4 @@
-"""pkram.extract: rebuild every preserved object as a file under -o."""
+"""pkram.extract: rebuild every preserved object as a file under -o, with a custody record."""
 
 from dataclasses import dataclass
 from typing import Optional
@@ -6,14 +6,17 @@ from typing import Optional
 from volatility3.framework import interfaces
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram.output import files
+from volatility_pkram.core.physmem import PAGE_SIZE
+from volatility_pkram.output import files, outdir
 from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.vol3 import options, rows
-from volatility_pkram.vol3.dump import StreamDump, tar_entry
+from volatility_pkram.vol3.dump import DumpOptions, OutputStopped, StreamDump, dump_requirements
 from volatility_pkram.vol3.open import open_pkram
+from volatility_pkram.vol3.progress import Progress
 from volatility_pkram.vol3.rowtypes import FileMeta, TriageColumns
 
 TAR_NAME = "pkram-files.tar"
+REPORT_NAME = "pkram-extract.dfxml"
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,8 @@ class ExtractRow:
     node: str
     name: str
     size: int
-    sha256: str
-    file: str
+    sha256: Optional[str]                # None: not computed (Status says why)
+    file: Optional[str]                  # None: not written (Status says why)
     meta: Optional[FileMeta]
     consumer: str
     stream: str
@@ -38,50 +41,56 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
     """Rebuilds the files preserved over kexec by PKRAM, byte-exact, with their metadata.
 
     tmpfs objects (byte stream = struct file_header + name) become files
-    placed by page index, holes as zeros, cut to the recorded size. Objects of
-    other consumers are listed too, their byte and page streams dumped raw.
-    File names are made safe: the original name is in the Name column, the
-    name written under -o in the File column.
-
-    Output directory: volatility's global -o DIR, given before the plugin
-    name (vol-pkram -f mem.raw -o out pkram.extract); it must exist; default:
-    the current directory.
+    placed by page index, holes as holes, cut to the recorded size, with the
+    recorded times and permission bits. Objects of other consumers are
+    listed too, their byte and page streams dumped raw. File names are made
+    safe: the original name is in the Name column, the name written under -o
+    in the File column. SHA256SUMS and pkram-extract.dfxml record the run.
     """
 
     @classmethod
     def extra_requirements(cls):
-        return [
-            options.flag("tar", f"Also write every object into one streamed {TAR_NAME} "
-                                "(node/name paths, modes, owners, times)"),
-            options.max_file_size_requirement(
-                "Rebuild at most this many bytes of one file (guards against hostile sizes)"),
-        ]
+        return dump_requirements(TAR_NAME) + [options.max_file_size_requirement(
+            "Rebuild at most this many bytes of one file (guards against hostile sizes)")]
 
     def _generator(self, opened):
         pk = opened.pk
         max_size = options.max_file_size(self.config)
-        dump = StreamDump(self.open, TAR_NAME if self.config.get("tar") else None)
+        work = [(node, pobj, stream) for node in pk.nodes() for pobj in pk.objects(node)
+                for stream in pkstreams.object_streams(pk.mem, pobj, max_size)]
+        opened.problems.flush()
+        progress = Progress(self._progress_callback, "pkram.extract", files=len(work),
+                            nbytes=sum(min(s.length, s.pages * PAGE_SIZE) for _n, _o, s in work))
+        facts = {"plugin": "pkram.extract", "route": opened.route, "revision": str(pk.revision),
+                 "super_block_pfn": hex(opened.location.chosen.pfn) if opened.location.chosen else ""}
+        dump = StreamDump.open(self, DumpOptions.of(self.config, TAR_NAME), REPORT_NAME, facts)
         try:
-            for node in pk.nodes():
-                node_safe = files.safe_component(node.name_raw, "node")
-                for pobj in pk.objects(node):
-                    for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
-                        yield self._row(dump, node, node_safe, pobj, stream)
-                opened.problems.flush()
+            for node, pobj, stream in work:
+                row = self._row(dump, node, pobj, stream)
+                progress.advance(1, min(row.size, stream.pages * PAGE_SIZE))
+                yield row
+        except OutputStopped:
+            pass
         finally:
             dump.close()
+            progress.done()
         opened.problems.flush()
 
     @staticmethod
-    def _row(dump, node, node_safe, pobj, stream) -> ExtractRow:
+    def _row(dump, node, pobj, stream) -> ExtractRow:
         """Write one stream under -o (and into the tar) and return its row."""
         header = pobj.header
         name_safe = stream.name if header is None else files.safe_component(header.name_raw)
-        out = dump.write(f"{node_safe}__{name_safe}", stream,
-                         tar_entry(f"{node_safe}/{name_safe}", header))
+        path = files.tar_path(node.name_raw, stream.name if header is None else header.name_raw)
+        meta = None if header is None else outdir.FileMeta(header.mode, header.uid, header.gid,
+                                                           header.atime_ns, header.mtime_ns)
+        out = dump.write(f"{files.safe_component(node.name_raw, 'node')}__{name_safe}", stream, path,
+                         lambda stats: pkstreams.object_status(stats, pobj), meta,
+                         None if header is None else header.ctime_ns,
+                         {"node": node.name, "obj_pfn": hex(pobj.obj.pfn), "consumer": pobj.consumer})
         return ExtractRow(node.name, stream.name, out.stats.size, out.sha256, out.file,
                           FileMeta.of(header), pobj.consumer, stream.kind, stream.pages,
-                          pobj.obj.pfn, pkstreams.object_status(out.stats, pobj), out.triage)
+                          pobj.obj.pfn, out.status, out.triage)
 
     def run(self):
         return rows.tree_grid(ExtractRow, self._generator(open_pkram(self)))
