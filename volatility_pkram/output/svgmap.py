@@ -155,17 +155,18 @@ def _label(pfn: int) -> str:
 
 
 def _legend(y: int, totals: Dict[str, int], out: List[str]) -> int:
-    """Legend swatches with page totals; returns the height used."""
-    x = LEFT
-    for key, label, _fill, meaning in CATEGORIES:
-        text = f"{label}: {totals.get(key, 0)} pages"
-        out.append(f'<rect x="{x}" y="{y}" width="14" height="14" class="m-{key} s3">'
+    """Legend swatches with page totals, four to a line; returns the height used."""
+    entries = [(f'class="m-{key} s3"', f"{label}: {totals.get(key, 0)} pages", meaning)
+               for key, label, _fill, meaning in CATEGORIES]
+    entries.append((f'fill="{FREE_FILL}" stroke="#999"', "captured, not preserved",
+                    "pages the image holds and PKRAM does not keep"))
+    width = COLUMNS * CELL_W // 4
+    for i, (paint, label, meaning) in enumerate(entries):
+        x, ly = LEFT + (i % 4) * width, y + (i // 4) * 22
+        out.append(f'<rect x="{x}" y="{ly}" width="14" height="14" {paint}>'
                    f"<title>{html.escape(meaning)}</title></rect>")
-        out.append(f'<text x="{x + 20}" y="{y + 12}">{html.escape(text)}</text>')
-        x += 40 + 7 * len(text)
-        if x > LEFT + COLUMNS * CELL_W - 200 and key != CATEGORIES[-1][0]:
-            x, y = LEFT, y + 22
-    return y + 22
+        out.append(f'<text x="{x + 20}" y="{ly + 12}">{html.escape(label)}</text>')
+    return y + 22 * (-(-len(entries) // 4))
 
 
 def _style() -> str:
