@@ -35,7 +35,7 @@ MAX_FINDINGS_PER_SEVERITY = 1000
 #: characters of one string from the image shown (names can be kilobytes long)
 MAX_TEXT = 1024
 
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
 _SEVERITY_COLOURS = {"high": "#b71c1c", "medium": "#e65100", "low": "#8d6e00", "info": "#455a64"}
 
 
