@@ -227,7 +227,8 @@ class _NodeWalk:
         return obj
 
     def links(self, obj: fmt.Obj) -> bool:
-        """Whether some first link of ``obj`` is a pkram_link; a bad one is damage."""
+        """Whether some stream of ``obj`` starts as it should (a first link that is a
+        ``pkram_link``, v1's data page in the image); a bad first link is damage."""
         heads = [h for h in (obj.pages_head, obj.bytes_head) if h]
         good = 0
         for head in heads:
@@ -237,7 +238,8 @@ class _NodeWalk:
             else:
                 self.damaged(f"first link 0x{head:x} of obj 0x{obj.pfn:x} is not a pkram_link")
         self.nc.links += good
-        return bool(good) or (not heads and obj.revision == 1 and bool(obj.data_pfn))
+        # v1: the byte stream is one data page, evidence of its own
+        return bool(good) or (obj.revision == 1 and 0 < obj.data_pfn < self.mem.max_pfn)
 
 
 def check_node(mem: PhysicalMemory, node: fmt.Node, revision: Optional[int] = None) -> NodeCheck:

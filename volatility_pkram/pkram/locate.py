@@ -254,8 +254,8 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
         cand.damage += 1
         notes.append(f"{second_name} 0x{second:x} is "
                      f"{'0' if second == 0 else 'not a captured page'}: ranges not described")
-    elif sb.revision == 1 and not _check_pgd(mem, cand, second, notes):
-        return cand
+    elif sb.revision == 1:
+        _check_pgd(mem, cand, second, notes)
     _check_node_chain(mem, cand, notes)
     return cand
 
@@ -290,26 +290,28 @@ def _check_page(cand: Candidate, page: bytes, revision: Optional[int]) -> bool:
     return True
 
 
-def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int, notes: List[str]) -> bool:
-    """v1: every PGD entry is zero or a raw page address (RFC v1 09/43).
+def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int, notes: List[str]) -> None:
+    """v1: every PGD entry should be zero or the raw address of a captured page (RFC v1 09/43).
 
-    An entry with low bits set makes the page no PGD (a rejection); a page
-    address past the image or not captured is damage (a truncated capture).
+    Entries that are not page addresses, or name pages not captured (a
+    truncated capture), are damage: the node chain decides.
     """
     pgd = mem.read_page(pgd_pfn)
-    missing = 0
+    bad = missing = 0
     for i in range(0, PAGE_SIZE, 8):
         e = int.from_bytes(pgd[i:i + 8], "little")
-        if e and (e & (PAGE_SIZE - 1) or e >> 52):
-            _reject(cand, f"PGD entry {i // 8} = 0x{e:x} is not the address of a page")
-            return False
-        if e and not mem.pfn_present(e >> PAGE_SHIFT):
+        if not e:
+            continue
+        if e & (PAGE_SIZE - 1) or e >> 52:
+            bad += 1
+        elif not mem.pfn_present(e >> PAGE_SHIFT):
             missing += 1
+    if bad:
+        notes.append(f"{bad} PGD entr{'y is' if bad == 1 else 'ies are'} not page addresses")
     if missing:
-        cand.damage += missing
         notes.append(f"{missing} PGD entr{'y points' if missing == 1 else 'ies point'} at pages "
                      "not captured: part of the ranges not described")
-    return True
+    cand.damage += bad + missing
 
 
 def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) -> None:

@@ -1,0 +1,169 @@
+"""Damaged images, issue #19 classes 1 and 2: graded trust, on every route.
+
+A structure that validates is used; what it points at is checked piece by
+piece; a missing or damaged piece costs only what depends on it and is a
+finding. The oracle is the generator's manifest (what each object holds)
+and a plain-``struct`` walk of the pristine image (which pages each object
+depends on: tests/pkram_truth.py), never the reader.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import pkram_truth as truth
+import pkramgen
+from volatility_pkram.core import streams
+from volatility_pkram.core.physmem import BytesMemory
+from volatility_pkram.pkram import carve, locate
+from volatility_pkram.pkram.choose import Choice, NotFound, OpenOptions
+from volatility_pkram.pkram.streams import object_status, object_streams
+
+PAGE = 4096
+
+
+def _image(tmp_path_factory, scenario, seed=3, mem_size="16M"):
+    out = tmp_path_factory.mktemp(scenario)
+    manifest = pkramgen.generate(scenario, str(out), seed=seed, mem_size=mem_size)
+    return (out / manifest["images"]["raw"]).read_bytes(), manifest
+
+
+def _truncated_region_list(tmp_path_factory):
+    """The first seed whose cut leaves the super block and some files whole, the region list not."""
+    for seed in range(1, 41):
+        out = tmp_path_factory.mktemp(f"trl{seed}")
+        try:
+            manifest = pkramgen.generate("hostile_truncated_region_list", str(out), seed=seed)
+        except pkramgen.GenError:
+            continue
+        if manifest["hostile"]["intact_files"]:
+            return (out / manifest["images"]["raw"]).read_bytes(), manifest
+    pytest.fail("no seed in 1..40 gives a truncated region list with intact files")
+
+
+def _statuses(mem, pk):
+    """obj PFN -> (stream digests, Status of each stream), as pkram.extract reports them."""
+    out = {}
+    for node in pk.nodes():
+        for pobj in pk.objects(node):
+            states = []
+            for stream in object_streams(mem, pobj):
+                stats = streams.StreamStats()
+                for _ in stream.chunks(stats):
+                    pass
+                states.append(object_status(stats, pobj))
+            out[pobj.obj.pfn] = states
+    return out
+
+
+def _check_truncated(raw, manifest, options):
+    mem = BytesMemory(raw)
+    assert mem.max_pfn * PAGE < manifest["mem_size"]           # really cut short
+    choice, pk, got, problems = truth.recover(mem, options)
+    assert isinstance(choice, Choice), getattr(choice, "message", "")
+    assert choice.sb.pfn == manifest["sb_pfn"] and not choice.runtime
+    want = {(f["node"], f["name"]): f for f in manifest["files"]}
+    intact = [f for f in manifest["files"] if f["name"] in manifest["hostile"]["intact_files"]]
+    assert intact
+    for f in intact:
+        assert (f["sha256"],) in got.get(f["obj_pfn"], []), f["name"]
+    # every damaged file that was read says so in its Status
+    status = _statuses(mem, pk)
+    for f in want.values():
+        if f["name"] not in manifest["hostile"]["intact_files"] and f["obj_pfn"] in status:
+            assert any(s != "ok" for s in status[f["obj_pfn"]]), f["name"]
+    return pk, problems
+
+
+def test_truncated_capture_with_region_list_past_the_end(tmp_path_factory):
+    raw, manifest = _truncated_region_list(tmp_path_factory)
+    rl = manifest["region_list_pfn"]
+    assert (rl + 1) * PAGE > len(raw) > manifest["sb_pfn"] * PAGE
+    for options in (OpenOptions(), OpenOptions(sb_pfn=manifest["sb_pfn"])):
+        pk, problems = _check_truncated(raw, manifest, options)
+        kinds = {p.kind for p in problems}
+        assert "ranges-incomplete" in kinds, kinds
+        lost = [p for p in problems if p.kind == "ranges-incomplete"][0]
+        assert lost.pfn == rl and f"{manifest['nr_regions']} of {manifest['nr_regions']}" in lost.message
+        cand = truth.open_choice(BytesMemory(raw), options).location.chosen
+        assert cand.verdict == "valid" and "region_list_pfn" in cand.reason and cand.damage
+
+
+def test_truncated_v1_capture_reads_what_is_inside(image_cache):
+    out, manifest = image_cache("hostile_truncated")
+    raw = (out / manifest["images"]["raw"]).read_bytes()
+    _pk, problems = _check_truncated(raw, manifest, OpenOptions())
+    assert any(p.kind in ("pfn-out-of-range", "unreadable", "beyond-image") for p in problems)
+
+
+# -- the carving route: one damaged object costs only itself ----------------------------------
+
+def _damages(raw, manifest, obj):
+    """(name, page, offset, value) of the issue's three single-object damages."""
+    v1 = manifest["revision"] == 1
+    off = 0x08 if v1 else 0x20
+    out = [("data_len bit flip", obj, off, truth._u64(raw, obj, off) ^ (1 << 13))]
+    link = truth.first_link(raw, manifest, obj)
+    if link:
+        outside = (manifest["mem_size"] // PAGE + 0x123) << 12
+        out.append(("link entry out of the image", link, 16, outside))
+        out.append(("link next all-ones", link, 0, (1 << 64) - 1))
+    return out
+
+
+@pytest.mark.parametrize("scenario", ["v1_runtime_zero_sb", "v2_runtime_zero_sb", "v3_runtime_zero_sb"])
+def test_carved_node_keeps_siblings_of_a_damaged_object(tmp_path_factory, scenario):
+    raw, manifest = _image(tmp_path_factory, scenario)
+    paths = truth.object_paths(raw, manifest, runtime=True)
+    assert len(paths) >= 4
+    checked = 0
+    for obj in sorted(paths):
+        for what, pfn, off, value in _damages(raw, manifest, obj):
+            buf = bytearray(raw)
+            buf[pfn * PAGE + off:pfn * PAGE + off + 8] = value.to_bytes(8, "little")
+            mem = BytesMemory(bytes(buf))
+            choice, pk, got, problems = truth.recover(mem)
+            assert isinstance(choice, Choice) and choice.runtime, (what, hex(obj))
+            lost = truth.lost_objects(manifest, paths, {pfn}, got)
+            assert not lost, f"{what} in obj 0x{obj:x}: lost {[hex(x) for x in lost]}"
+            # the damaged object is still walked, and says what is wrong with it
+            status = _statuses(mem, pk)
+            assert obj in status, (what, hex(obj))
+            if truth.expected(manifest)[obj] not in got[obj]:
+                assert any(s != "ok" for s in status[obj]), (what, hex(obj))
+            checked += 1
+    assert checked >= 3 * len(paths) - 2
+
+
+def test_carving_reports_the_damaged_object(tmp_path_factory):
+    raw, manifest = _image(tmp_path_factory, "v1_runtime_zero_sb")
+    node = next(n for n in manifest["nodes"] if len(n["obj_pfns"]) > 1)
+    obj = node["obj_pfns"][1]
+    link = truth.first_link(raw, manifest, obj)
+    buf = bytearray(raw)
+    buf[link * PAGE + 16:link * PAGE + 24] = ((manifest["mem_size"] // PAGE + 5) << 12).to_bytes(8, "little")
+    mem = BytesMemory(bytes(buf))
+    res = carve.recover(mem, carve.scan_pages(mem))
+    nc = next(n for n in res.nodes if n.node.pfn == node["pfn"])
+    assert nc.valid and nc.objs >= len(node["obj_pfns"]) - 1
+    choice, pk, got, problems = truth.recover(mem)
+    assert any(p.kind == "entry-out-of-range" and p.place.obj_seq == 1 for p in problems)
+
+
+# -- --sb-pfn on a page that is no super block ------------------------------------------------
+
+def test_sb_pfn_that_is_no_super_block_is_not_found(tmp_path_factory):
+    raw, manifest = _image(tmp_path_factory, "v1_basic")
+    mem = BytesMemory(raw)
+    for pfn, words in ((0x10, "empty super block at best"), (0, "PFN 0 cannot hold a super block"),
+                       (mem.max_pfn + 5, "outside the image")):
+        got = truth.open_choice(mem, OpenOptions(sb_pfn=pfn))
+        assert isinstance(got, NotFound) and words in got.message, (pfn, got)
+        assert f"--sb-pfn 0x{pfn:x}" in got.message
+    assert "outside" not in truth.open_choice(mem, OpenOptions(sb_pfn=0)).message
+    # a data page with bytes everywhere: no super block of any revision
+    data = next(p for p, n in manifest["page_kinds"]["data"] if n)
+    got = truth.open_choice(mem, OpenOptions(sb_pfn=data))
+    assert isinstance(got, NotFound) and "does not hold a PKRAM super block" in got.message
+    with pytest.raises(locate.LocateError):
+        locate.locate_super_block(mem, sb_pfn=0x10)
