@@ -36,7 +36,7 @@ def _phnum(read: Reader, found: Container, e_phnum: int, e_shoff: int, e_shentsi
     data = read(e_shoff, ELF_SHDR0.size) if 0 < e_shoff < found.size and e_shentsize == 64 else b""
     if len(data) == ELF_SHDR0.size:
         sh_info = ELF_SHDR0.unpack(data)[7]
-        if sh_info >= PN_XNUM:
+        if sh_info > 0:
             return sh_info
     return e_phnum
 

@@ -1,0 +1,293 @@
+"""Damaged LiME and ELF containers (issue #19): the container headers are checked first.
+
+The containers are built here from a generator raw image (tools/pkramgen.py),
+split into several ranges so that some ranges hold no page PKRAM needs (no
+reserved page, no command line): damage confined to those must leave every
+file byte-exact against the generator manifest; damage that can be repaired
+must too; a container with nothing usable left must end with one
+``pkram: error:`` line and status 1. Every run: no traceback, under 60 s,
+and a log line naming the container problem.
+"""
+
+import hashlib
+import struct
+import time
+
+import pytest
+
+from volatility_pkram.core import container
+from volatility_pkram.core.physmem import ContainerImage, UnreadableError
+
+LIMIT_S = 60
+MIB = 1 << 20
+LIME = struct.Struct("<IIQQQ")
+PHDR = struct.Struct("<IIQQQQQQ")
+EHDR_TAIL = struct.Struct("<HHIQQQIHHHHHH")
+#: the image split: the legacy hole left out, then 2 MiB ranges
+RANGES = [(0, 0xA0000), (MIB, 2 * MIB)] + [(m * MIB, (m + 2) * MIB) for m in range(2, 16, 2)]
+
+
+# -- containers built from a raw image --------------------------------------------
+
+def lime_bytes(raw: bytes, ranges=RANGES):
+    """A LiME file of ``ranges`` of ``raw``: (bytes, header offset of each range)."""
+    out, offsets = bytearray(), []
+    for s, e in ranges:
+        offsets.append(len(out))
+        out += LIME.pack(container.LIME_MAGIC, 1, s, e - 1, 0) + raw[s:e]
+    return out, offsets
+
+
+def elf_bytes(raw: bytes, ranges=RANGES):
+    """An ELF64 core (QEMU layout) of ``ranges`` of ``raw``: (bytes, offset of each PT_LOAD entry)."""
+    n = len(ranges)
+    data_off = -(-(64 + 56 * n) // 4096) * 4096
+    phdrs, body, off = bytearray(), bytearray(), data_off
+    for s, e in ranges:
+        phdrs += PHDR.pack(1, 7, off, s, s, e - s, e - s, 0)
+        body += raw[s:e]
+        off += e - s
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr = ident + EHDR_TAIL.pack(4, 62, 1, 0, 64, 0, 0, 64, 56, n, 0, 0, 0)
+    head = ehdr + phdrs
+    return bytearray(head + bytes(data_off - len(head)) + body), [64 + 56 * i for i in range(n)]
+
+
+def put(buf: bytearray, off: int, fmt: str, value: int) -> None:
+    struct.pack_into(fmt, buf, off, value)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """The raw image, its manifest, and which ranges hold no page PKRAM needs."""
+    import pkramgen
+    out = tmp_path_factory.mktemp("containers")
+    manifest = pkramgen.generate("v1_basic", str(out), seed=3, mem_size="16M")
+    raw = (out / manifest["images"]["raw"]).read_bytes()
+    needed = {start + k * 4096 for start, pages in manifest["reserved"] for k in range(pages)}
+    needed |= {c["offset"] & ~0xFFF for c in manifest["cmdline"]}
+    empty = [i for i, (s, e) in enumerate(RANGES) if not any(s <= p < e for p in needed)]
+    full = [i for i in range(len(RANGES)) if i not in empty]
+    assert len(empty) >= 2 and len(full) >= 2, "the split must have ranges of both kinds"
+    return raw, manifest, empty, full
+
+
+def _check_files(res, manifest):
+    """Every file of the manifest extracted byte-exact (the row's hash and the file on disk)."""
+    assert res.rc == 0, res.stderr
+    got = {}
+    for r in res.rows:
+        if r["Stream"] == "file":
+            got.setdefault((r["Node"], r["Name"]), []).append(r["SHA256"])
+            assert hashlib.sha256((res.outdir / r["File"]).read_bytes()).hexdigest() == r["SHA256"]
+    truth = {}
+    for f in manifest["files"]:
+        truth.setdefault((f["node"], f["name"]), []).append(f["sha256"])
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in truth.items()}
+
+
+def _timed(vol, *args, **kw):
+    t = time.time()
+    res = vol(*args, **kw)
+    elapsed = time.time() - t
+    assert elapsed < LIMIT_S, f"{args[1]} took {elapsed:.0f} s"
+    return res, elapsed
+
+
+# -- the damage: (format, what it does to the headers, words in the log) --------------
+# ``e``/``f``: an empty / a full range (index into the lists of the fixture)
+
+def _elf_offset_huge(buf, ph, e, f):
+    put(buf, ph[e[0]] + 8, "<Q", 2**64 - 4096)
+
+
+def _elf_filesz_huge_last(buf, ph, e, f):
+    put(buf, ph[-1] + 32, "<Q", 2**63)
+    put(buf, ph[-1] + 40, "<Q", 2**63)
+
+
+def _elf_filesz_huge_middle(buf, ph, e, f):
+    put(buf, ph[f[0]] + 32, "<Q", 2**63)
+    put(buf, ph[f[0]] + 40, "<Q", 2**63)
+
+
+def _elf_phoff_past(buf, ph, e, f):
+    put(buf, 32, "<Q", 2**40)
+
+
+def _elf_overlap(buf, ph, e, f):
+    put(buf, ph[e[0]] + 24, "<Q", RANGES[e[1]][0])
+
+
+def _elf_phnum_65535(buf, ph, e, f):
+    put(buf, 56, "<H", 65535)
+
+
+def _lime_end_huge(buf, hd, e, f):
+    put(buf, hd[f[0]] + 16, "<Q", 2**63)
+
+
+def _lime_version_2(buf, hd, e, f):
+    put(buf, 4, "<I", 2)
+
+
+def _lime_overlap(buf, hd, e, f):
+    s, t = RANGES[e[0]], RANGES[e[1]]
+    put(buf, hd[e[0]] + 8, "<Q", t[0])
+    put(buf, hd[e[0]] + 16, "<Q", t[0] + (s[1] - s[0]) - 1)
+
+
+def _lime_end_below_start(buf, hd, e, f):
+    put(buf, hd[f[-1]] + 16, "<Q", 0x1000)
+
+
+REPAIRED = [
+    ("elf", _elf_offset_huge, "lies past the end of the file"),
+    ("elf", _elf_filesz_huge_last, "truncated"),
+    ("elf", _elf_filesz_huge_middle, "where the data of PT_LOAD"),
+    ("elf", _elf_phoff_past, "right after the ELF header"),
+    ("elf", _elf_overlap, "claimed by two segments"),
+    ("elf", _elf_phnum_65535, "e_phnum 65535 overstates the table"),
+    ("lime", _lime_end_huge, "before the next header"),
+    ("lime", _lime_version_2, "version 2: read as version 1"),
+    ("lime", _lime_overlap, "claimed by two segments"),
+    ("lime", _lime_end_below_start, "read from its start field"),
+]
+
+
+def _build(source, tmp_path, fmt, damage):
+    raw, manifest, empty, full = source
+    buf, where = (lime_bytes if fmt == "lime" else elf_bytes)(raw)
+    damage(buf, where, empty, full)
+    path = tmp_path / f"damaged.{fmt}"
+    path.write_bytes(buf)
+    return path
+
+
+@pytest.mark.parametrize("fmt,damage,words", REPAIRED, ids=[d.__name__.strip("_") for _f, d, _w in REPAIRED])
+def test_damaged_container_recovered(fmt, damage, words, source, tmp_path, vol):
+    """The finding is logged, carving and extraction run, every file is byte-exact."""
+    path = _build(source, tmp_path, fmt, damage)
+    res, _t = _timed(vol, path, "pkram.extract")
+    assert "container:" in res.stderr and words in res.stderr, res.stderr
+    _check_files(res, source[1])
+    scan, _t = _timed(vol, path, "pkram.scan", output=False)
+    assert scan.rc == 0, scan.stderr
+    assert any(r["Kind"] == "super block" and r["Chosen"] for r in scan.rows), scan.rows
+
+
+def test_many_program_headers_fast(source, tmp_path, vol):
+    """e_phnum 65535 (volatility's ELF layer took 13-30 s to build): detected and read fast."""
+    path = _build(source, tmp_path, "elf", _elf_phnum_65535)
+    res, elapsed = _timed(vol, path, "pkram.files", output=False)
+    assert res.rc == 0 and "e_phnum 65535" in res.stderr, res.stderr
+    assert elapsed < 10, f"pkram.files took {elapsed:.1f} s"
+
+
+def _no_loads(buf, ph, e, f):
+    for off in ph:
+        put(buf, off, "<I", 4)                      # every PT_LOAD made a PT_NOTE
+
+
+def _lime_all_bad(buf, hd, e, f):
+    for off in hd:
+        put(buf, off + 16, "<Q", 0)                 # end below start everywhere ...
+        put(buf, off + 8, "<Q", 2**60)              # ... and no start that fits
+
+
+@pytest.mark.parametrize("fmt,damage,words", [
+    ("elf", _no_loads, "no usable PT_LOAD"),
+    ("lime", _lime_all_bad, "no usable LiME range"),
+])
+def test_unusable_container_refused(fmt, damage, words, source, tmp_path, vol):
+    """Nothing usable: one error line, status 1, for every plugin family; never read as raw."""
+    path = _build(source, tmp_path, fmt, damage)
+    for plugin, prefix in (("pkram.ranges", "pkram"), ("pkram.scan", "pkram"), ("kho.info", "kho"),
+                           ("luo.sessions", "kho")):
+        res, _t = _timed(vol, path, plugin, output=False)
+        assert res.rc == 1, (plugin, res.rc, res.stderr)
+        errors = [line for line in res.stderr.splitlines() if line.startswith(f"{prefix}: error:")]
+        assert len(errors) == 1 and words in errors[0] and "container" in errors[0], res.stderr
+
+
+def test_intact_containers_unchanged(source, tmp_path, vol):
+    """An intact LiME or ELF core is left to volatility's own layers: no finding, files exact."""
+    for fmt in ("lime", "elf"):
+        path = _build(source, tmp_path, fmt, lambda *a: None)
+        res, _t = _timed(vol, path, "pkram.extract")
+        assert "container:" not in res.stderr, res.stderr
+        _check_files(res, source[1])
+
+
+# -- the library alone ------------------------------------------------------------
+
+def _inspect(buf: bytes):
+    return container.inspect(lambda off, n: bytes(buf[off:off + n]), len(buf))
+
+
+def test_library_reads_repaired_container(source, tmp_path):
+    """ContainerImage serves each physical byte from where the repaired segments say."""
+    raw = source[0]
+    for fmt, damage, _w in REPAIRED:
+        path = _build(source, tmp_path, fmt, damage)
+        with ContainerImage(path) as mem:
+            assert mem.container.damaged
+            for seg in mem.container.segments:
+                for addr in (seg.phys, seg.end - 4096):
+                    assert mem.read(addr, 4096) == raw[addr:addr + 4096], (damage.__name__, hex(addr))
+            for lo, hi in mem.data_extents():
+                assert mem.is_present(lo, hi - lo)
+
+
+def test_elf_pn_xnum_and_short_table():
+    """e_phnum PN_XNUM takes the count from section header 0; a table cut by the end of the file is reported."""
+    raw = bytes(range(256)) * 64                      # 16 KiB of memory
+    buf, ph = elf_bytes(raw, [(0, 8192), (8192, 16384)])
+    shoff = len(buf)
+    buf += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, 2, 0, 0)
+    put(buf, 40, "<Q", shoff)                        # e_shoff
+    put(buf, 56, "<H", 0xFFFF)                       # e_phnum = PN_XNUM
+    put(buf, 58, "<H", 64)                           # e_shentsize
+    put(buf, 60, "<H", 1)                            # e_shnum
+    found = _inspect(buf)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 8192), (8192, 8192)]
+    assert found.headers == 2 and not found.damaged
+    put(buf, 32, "<Q", len(buf) - 60)                # e_phoff: one entry fits before the end
+    found = _inspect(buf)
+    assert any("right after the ELF header" in f.message for f in found.findings)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 8192), (8192, 8192)]
+
+
+def test_lime_trailing_bytes_and_bad_magic():
+    raw = bytes(range(256)) * 64
+    buf, hd = lime_bytes(raw, [(0, 4096), (8192, 16384)])
+    found = _inspect(buf + b"junk")
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
+    assert any("after the last range ignored" in f.message for f in found.findings)
+    put(buf, hd[1], "<I", 0x12345678)                # the second header's magic destroyed
+    found = _inspect(buf)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
+    assert any("magic: read as version 1" in f.message for f in found.findings)
+
+
+def test_failed_layer_reads_are_missing_pages():
+    """A read volatility fails inside LayerMemory is a missing page, counted, never an abort."""
+    from volatility3.framework import contexts, exceptions
+    from volatility3.framework.layers import physical
+    from volatility_pkram.vol3.layer import LayerMemory
+
+    class Flaky(physical.BufferDataLayer):
+        def read(self, offset, length, pad=False):
+            if offset <= 0x3000 < offset + length:
+                raise exceptions.InvalidAddressException(self.name, 0x3000, "page unreadable")
+            return super().read(offset, length, pad)
+
+    ctx = contexts.Context()
+    ctx.add_layer(Flaky(ctx, "layers.flaky", "flaky", bytes(range(256)) * 64))
+    mem = LayerMemory(ctx, ctx.layers["flaky"])
+    assert mem.read(0x1000, 16) == bytes(range(16))
+    assert mem.read_or_none(0x3000, 4096) is None
+    assert mem.read_many([0x2000, 0x3000], 8) == [bytes(range(8)), None]
+    with pytest.raises(UnreadableError):
+        mem.read_page(3)
+    assert mem.missing_reads == 3
