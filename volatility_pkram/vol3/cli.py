@@ -124,8 +124,12 @@ def _command_line_class():
             if message.startswith("File does not exist: "):
                 message = "-f: no such file: " + message.split(": ", 1)[1]
             if unknown:             # not the list of all ~200 plugins
-                message = (f"argument PLUGIN: no plugin matches {unknown.group(1)!r} (-h lists "
-                           f"them all; this package's: {', '.join(_our_plugin_names())})")
+                name = unknown.group(1)
+                failed = [f for f in (self.epilog or "").split(": ", 1)[-1].split(", ") if name in f]
+                message = (f"argument PLUGIN: no plugin matches {name!r} (-h lists them all; this "
+                           f"package's: {', '.join(_our_plugin_names())})" +
+                           (f"; {', '.join(failed)} could not be loaded (-vv says why)"
+                            if failed else ""))
             _fail(message)
 
     class PkramCommandLine(cli.CommandLine):

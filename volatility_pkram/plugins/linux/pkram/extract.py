@@ -46,6 +46,8 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
     listed too, their byte and page streams dumped raw. File names are made
     safe: the original name is in the Name column, the name written under -o
     in the File column. SHA256SUMS and pkram-extract.dfxml record the run.
+    Output: volatility's global -o DIR, before the plugin name (it must
+    exist; default: the current directory).
     """
 
     @classmethod
