@@ -203,6 +203,23 @@ def test_damaged_images_give_a_report_with_the_intact_files(kind, image_cache, v
     assert row["Findings"] != "none" or damaged
 
 
+def test_capture_gap_over_file_data_is_drawn_as_referenced_not_captured(image_cache, vol):
+    """lime_gap_data: a LiME gap over 8 data pages of gapped.bin, besides the legacy hole."""
+    out, manifest = image_cache("lime_gap_data", formats=("raw", "lime"))
+    row, doc = run_report(vol, out / "image.lime")
+    root = parse(doc)
+    rects = map_rects(root)
+    gaps = [(start // PAGE, (end - start) // PAGE) for start, end in manifest["lime_gaps"]]
+    reserved = reserved_pfns_from_manifest(manifest)
+    over_data = sum(n for pfn, n in gaps if set(range(pfn, pfn + n)) <= reserved)
+    assert over_data == 8
+    assert total(rects, "unreadable") == over_data
+    assert total(rects, "gap") == sum(n for _p, n in gaps)
+    assert total(rects, "pages") == row["PreservedPages"] == len(reserved)
+    status = {name: st for _n, name, *_x, st in table_rows(root, "files")}
+    assert status["intact.bin"] == "ok" and status["gapped.bin"] != "ok"
+
+
 def test_map_of_a_scattered_64g_image_stays_bounded():
     rng = random.Random(5)
     end = (64 << 30) // PAGE

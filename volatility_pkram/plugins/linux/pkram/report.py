@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from volatility3.framework import constants, interfaces
 
+from volatility_pkram import __version__
 from volatility_pkram.output.pkram_report import ImageFacts, report_pkram
 from volatility_pkram.vol3 import options, rows
 from volatility_pkram.vol3.open import open_pkram
@@ -50,7 +51,7 @@ class Report(options.PkramPlugin, interfaces.plugins.PluginInterface):
 
     def _generator(self, opened):
         loc = opened.location
-        facts = ImageFacts(self._image_path(), tool=f"volatility-pkram {_version()}, volatility3 "
+        facts = ImageFacts(self._image_path(), tool=f"volatility-pkram {__version__}, volatility3 "
                            f"{constants.PACKAGE_VERSION}", route=loc.route,
                            route_reason=loc.chosen.reason if loc.chosen else "",
                            warnings=loc.warnings)
@@ -66,8 +67,3 @@ class Report(options.PkramPlugin, interfaces.plugins.PluginInterface):
 
     def run(self):
         return rows.tree_grid(ReportRow, self._generator(open_pkram(self)))
-
-
-def _version() -> str:
-    from volatility_pkram import __version__
-    return __version__
