@@ -36,7 +36,9 @@ class Report(options.PkramPlugin, interfaces.plugins.PluginInterface):
     drawn as SVG (preserved data, metadata, orphan and dangling pages,
     capture gaps), totals per node, the findings of pkram.audit by severity,
     and every preserved file with its SHA-256, type and status (each file is
-    read once to hash it; nothing else is written).
+    read once to hash it; nothing else is written). Output: volatility's
+    global -o DIR, before the plugin name (it must exist; default: the
+    current directory).
     """
 
     @classmethod
