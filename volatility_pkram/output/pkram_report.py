@@ -30,8 +30,8 @@ from .html_report import (FileEntry, FindingEntry, NodeTotal, ReportHeader, Repo
                           write_report)
 from .svgmap import MapLayers, MapSvg, render_map
 
-__all__ = ["ImageFacts", "ReportResult", "map_layers", "node_totals", "file_entries",
-           "report_pkram"]
+__all__ = ["ImageFacts", "ReportResult", "HOLE_HASH_LIMIT", "map_layers", "node_totals",
+           "file_entries", "report_pkram"]
 
 Runs = List[Tuple[int, int]]
 
@@ -101,17 +101,36 @@ def node_totals(pk: Pkram) -> List[NodeTotal]:
     return out
 
 
-def file_entries(pk: Pkram, max_size: int = DEFAULT_MAX_FILE_SIZE) -> Iterator[FileEntry]:
-    """Every stream of every object, hashed and triaged (read once, nothing written)."""
+#: a stream with more holes than this is not hashed (as pkram.extract's --hole-hash-limit
+#: default): hashing the zeros of a hostile 16 GiB "size" costs seconds and proves nothing
+HOLE_HASH_LIMIT = 1 << 30
+
+
+def file_entries(pk: Pkram, max_size: int = DEFAULT_MAX_FILE_SIZE,
+                 hole_hash_limit: int = HOLE_HASH_LIMIT) -> Iterator[FileEntry]:
+    """Every stream of every object, hashed and triaged (read once, nothing written).
+
+    A stream with more than ``hole_hash_limit`` bytes of holes (0: no limit) is
+    triaged but not hashed; its SHA-256 cell and status say so.
+    """
     for node in pk.nodes():
         for pobj in pk.objects(node):
             for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
+                holes = files.hole_bytes(stream.length, stream.page_map.extents(stream.length))
+                hashing = not hole_hash_limit or holes <= hole_hash_limit
                 stats = StreamStats()
                 sampler = triage.StreamSampler()
-                digest = files.write_stream(stream.chunks(stats), None, stats, taps=[sampler])
+                digest = files.write_stream(stream.chunks(stats), None, stats, taps=[sampler],
+                                            hash_holes=hashing)
                 t = triage.triage(sampler)
+                status = pkstreams.object_status(stats, pobj)
+                if digest is None:
+                    digest = "not computed"
+                    note = (f"SHA-256 not computed: {holes} bytes of holes exceed the "
+                            f"{hole_hash_limit} byte limit")
+                    status = note if status == "ok" else f"{status}; {note}"
                 yield FileEntry(node.name, stream.name, stream.kind, stats.size, stream.pages,
-                                digest, t.kind, t.detail, pkstreams.object_status(stats, pobj))
+                                digest, t.kind, t.detail, status)
 
 
 def _header(pk: Pkram, image: ImageFacts, summary_rows: List[str]) -> ReportHeader:
