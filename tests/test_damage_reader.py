@@ -167,3 +167,22 @@ def test_sb_pfn_that_is_no_super_block_is_not_found(tmp_path_factory):
     assert isinstance(got, NotFound) and "does not hold a PKRAM super block" in got.message
     with pytest.raises(locate.LocateError):
         locate.locate_super_block(mem, sb_pfn=0x10)
+
+
+# -- a page the capture lacks (a LiME or ELF gap) inside a scanned stretch ---------------------
+
+def test_gap_over_the_v1_pgd_page(tmp_path_factory):
+    """The pkram= scan and the carver read around a one-page gap; the super block is used."""
+    raw, manifest = _image(tmp_path_factory, "v1_basic")
+    pgd = manifest["pgd_pfn"]
+    mem = BytesMemory({0: raw[:pgd * PAGE], (pgd + 1) * PAGE: raw[(pgd + 1) * PAGE:]})
+    assert not mem.pfn_present(pgd)
+    assert any(t.value == manifest["sb_pfn"] for t in locate.find_pkram_tokens(mem))
+    assert any(h.pfn == manifest["sb_pfn"] for h in carve.scan_pages(mem))
+    choice, pk, got, problems = truth.recover(mem)
+    assert isinstance(choice, Choice) and choice.sb.pfn == manifest["sb_pfn"]
+    assert "pgd_pfn" in choice.location.chosen.reason
+    paths = truth.object_paths(raw, manifest, runtime=False)
+    assert not truth.lost_objects(manifest, paths, {pgd}, got)
+    assert len(got) == len(paths)
+    assert any(p.pfn == pgd and "is not described" in p.message for p in problems)

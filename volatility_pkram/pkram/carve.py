@@ -113,10 +113,17 @@ def classify_chunk(data: bytes, data_offset: int, max_pfn: int,
             yield hit
 
 
+def _captured_pages(mem: PhysicalMemory, pos: int, size: int, max_pfn: int) -> Iterator[PageHit]:
+    """Classify the captured whole pages of ``[pos, pos + size)`` one by one."""
+    for pfn in range(pos >> PAGE_SHIFT, (pos + size) >> PAGE_SHIFT):
+        if mem.pfn_present(pfn):
+            yield from classify_chunk(mem.read_page(pfn), pfn << PAGE_SHIFT, max_pfn)
+
+
 def scan_pages(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4, progress=None,
                limit: int = MAX_HITS) -> Iterator[PageHit]:
     """Classify every captured page that may hold data (file holes are zeros: skipped)."""
-    extents = coalesce(mem.data_extents(), max_gap=32 << 10)
+    extents = coalesce(mem.data_extents(), 32 << 10, mem)
     total = sum(b - a for a, b in extents) or 1
     done = found = 0
     max_pfn = mem.max_pfn
@@ -125,11 +132,10 @@ def scan_pages(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4, progress=None,
         while pos < end:
             size = min(chunk, end - pos)   # chunk is a multiple of the page size
             try:
-                data = mem.read(pos, size)
+                hits = classify_chunk(mem.read(pos, size), pos, max_pfn)
             except UnreadableError:
-                pos += size
-                continue
-            for hit in classify_chunk(data, pos, max_pfn):
+                hits = _captured_pages(mem, pos, size, max_pfn)   # a gap inside: page by page
+            for hit in hits:
                 yield hit
                 found += 1
                 if found >= limit:

@@ -139,7 +139,7 @@ def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
     # data segments of the stage only (a 64 GiB sparse image has ~10^5 of them), plus
     # the overlap past its end, so a token that starts inside the stage is read whole
     extents = [(max(a, start), min(b, stop), b) for a, b in coalesce(
-        mem.data_extents(start, min(stop + overlap, mem.end)), max_gap=32 << 10) if b > start and a < stop]
+        mem.data_extents(start, min(stop + overlap, mem.end)), 32 << 10, mem) if b > start and a < stop]
     total = sum(b - a for a, b, _ in extents) or 1
     done = 0
     for ext_start, hit_end, data_end in extents:
@@ -166,14 +166,17 @@ def find_pkram_tokens(mem: PhysicalMemory, *, chunk: int = MAX_READ * 4,
                 progress(100.0 * done / total, "Scanning physical memory for pkram=")
 
 
-def coalesce(extents, max_gap: int):
+def coalesce(extents, max_gap: int, mem: Optional[PhysicalMemory] = None):
     """Merge ``(start, end)`` ranges separated by less than ``max_gap`` bytes.
 
     Reading a small hole costs less than another read call per data segment.
+    With ``mem``, a gap is bridged only when it was captured (a file hole
+    reads as zeros; a LiME or ELF gap cannot be read at all).
     """
     out: List[List[int]] = []
     for start, end in extents:
-        if out and start - out[-1][1] < max_gap:
+        if out and start - out[-1][1] < max_gap and \
+                (mem is None or start <= out[-1][1] or mem.is_present(out[-1][1], start - out[-1][1])):
             out[-1][1] = max(out[-1][1], end)
         else:
             out.append([start, end])

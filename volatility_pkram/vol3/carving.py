@@ -51,7 +51,7 @@ def carve_layer(plugin: interfaces.plugins.PluginInterface, mem: LayerMemory,
     if mem.direct:
         hits = carve.scan_pages(mem, progress=progress)
     else:
-        sections = [(a, b - a) for a, b in locate.coalesce(mem.data_extents(), max_gap=32 << 10)]
+        sections = [(a, b - a) for a, b in locate.coalesce(mem.data_extents(), 32 << 10, mem)]
         hits = mem.layer.scan(plugin.context, PkramPageScanner(mem.max_pfn),
                               progress_callback=progress, sections=sections)
     return carve.recover(mem, hits, revision=revision, known_pgd_pfns=known_pgd_pfns)
