@@ -223,6 +223,28 @@ def test_capture_gap_over_file_data_is_drawn_as_referenced_not_captured(image_ca
     assert status["intact.bin"] == "ok" and status["gapped.bin"] != "ok"
 
 
+def test_reference_time_decides_what_is_in_the_future(image_cache):
+    """The library call under pkram.report --reference-time: future.txt (mtime 2100-01-01 in
+    the manifest) is a finding judged from now, and none judged from its own mtime + 2 days."""
+    import io
+    from volatility_pkram.core.physmem import RawImage
+    from volatility_pkram.output.pkram_report import ImageFacts, report_pkram
+    from volatility_pkram.pkram import locate
+    from volatility_pkram.pkram.reader import Pkram
+
+    out, manifest = image_cache("v1_audit")
+    (future,) = [f for f in manifest["files"] if f["name"] == "future.txt"]
+    kinds = {}
+    with RawImage(out / "image.raw") as mem:
+        for label, now_ns in (("now", None), ("later", future["mtime_ns"] + 2 * 86400 * 10**9)):
+            sink = io.BytesIO()
+            report_pkram(Pkram(mem, locate.locate_super_block(mem).sb), sink, ImageFacts("x"),
+                         now_ns=now_ns)
+            kinds[label] = {(k, f) for k, _s, _p, _n, f in findings(parse(sink.getvalue().decode()))}
+    assert ("future-time", "future.txt") in kinds["now"]
+    assert kinds["later"] == kinds["now"] - {("future-time", "future.txt")}
+
+
 def test_map_of_a_scattered_64g_image_stays_bounded():
     rng = random.Random(5)
     end = (64 << 30) // PAGE

@@ -5,10 +5,11 @@ import urllib.request
 from dataclasses import dataclass
 
 from volatility3.framework import constants, interfaces
+from volatility3.framework.configuration import requirements
 
 from volatility_pkram import __version__
 from volatility_pkram.output.pkram_report import ImageFacts, report_pkram
-from volatility_pkram.vol3 import options, rows
+from volatility_pkram.vol3 import options, rows, values
 from volatility_pkram.vol3.open import open_pkram
 
 REPORT_NAME = "pkram-report.html"
@@ -44,7 +45,16 @@ class Report(options.PkramPlugin, interfaces.plugins.PluginInterface):
     @classmethod
     def extra_requirements(cls):
         return [options.max_file_size_requirement(
-            "Hash at most this many bytes of one file (guards against hostile sizes)")]
+            "Hash at most this many bytes of one file (guards against hostile sizes)"),
+                requirements.StringRequirement(
+                    name="reference_time", optional=True,
+                    description="ISO 8601 time the audit judges 'in the future' against, as "
+                                "pkram.audit: 2026-12-04, 2026-12-04T18:20:00+01:00; no zone = UTC "
+                                "(default: now)")]
+
+    def _now_ns(self):
+        text = self.config.get("reference_time")   # refused before the image is opened if bad
+        return None if not text else int(values.reference_time(text).timestamp()) * 10**9
 
     def _image_path(self) -> str:
         location = self.context.config.get("automagic.LayerStacker.single_location") or ""
@@ -58,7 +68,8 @@ class Report(options.PkramPlugin, interfaces.plugins.PluginInterface):
                            route_reason=loc.chosen.reason if loc.chosen else "",
                            warnings=loc.warnings)
         with self.open(REPORT_NAME) as fh:
-            result = report_pkram(opened.pk, fh, facts, options.max_file_size(self.config))
+            result = report_pkram(opened.pk, fh, facts, options.max_file_size(self.config),
+                                  now_ns=self._now_ns())
         opened.problems.flush()
         counts = result.stats.findings
         shown = ", ".join(f"{counts[s]} {s}" for s in ("high", "medium", "low") if counts.get(s))
