@@ -155,7 +155,7 @@ def test_carving_reports_the_damaged_object(tmp_path_factory):
 def test_sb_pfn_that_is_no_super_block_is_not_found(tmp_path_factory):
     raw, manifest = _image(tmp_path_factory, "v1_basic")
     mem = BytesMemory(raw)
-    for pfn, words in ((0x10, "empty super block at best"), (0, "PFN 0 cannot hold a super block"),
+    for pfn, words in ((0x10, "holds no usable super block: an all-zero page"), (0, "PFN 0 cannot hold a super block"),
                        (mem.max_pfn + 5, "outside the image")):
         got = truth.open_choice(mem, OpenOptions(sb_pfn=pfn))
         assert isinstance(got, NotFound) and words in got.message, (pfn, got)

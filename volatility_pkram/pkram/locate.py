@@ -404,10 +404,13 @@ def _forced(mem: PhysicalMemory, sb_pfn: int, revision: Optional[int]) -> Locati
     loc = Location("--sb-pfn", cand, [cand], [])
     if cand.verdict == "valid":
         return loc
-    if cand.sb is None or cand.verdict == "empty":
-        what = ("holds an empty super block at best, nothing is handed over" if cand.verdict == "empty"
-                else "does not hold a PKRAM super block")
-        raise LocateError(f"--sb-pfn 0x{sb_pfn:x} {what}: {cand.reason}", loc)
+    if cand.verdict == "empty":
+        what = ("an all-zero page" if cand.sb is None or cand.sb.revision == 1 or "all-zero" in cand.reason
+                else "node_pfn is 0")
+        raise LocateError(f"--sb-pfn 0x{sb_pfn:x} holds no usable super block: {what} (an empty "
+                          "super block at best, which hands nothing over)", loc)
+    if cand.sb is None:
+        raise LocateError(f"--sb-pfn 0x{sb_pfn:x} does not hold a PKRAM super block: {cand.reason}", loc)
     loc.warnings.append(f"--sb-pfn 0x{sb_pfn:x}: the super block page validates but what it "
                         f"points at does not ({cand.reason}); read as requested")
     return loc
