@@ -263,11 +263,20 @@ def test_lime_trailing_bytes_and_bad_magic():
     buf, hd = lime_bytes(raw, [(0, 4096), (8192, 16384)])
     found = _inspect(buf + b"junk")
     assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
-    assert any("after the last range ignored" in f.message for f in found.findings)
+    assert any("too short for a LiME header" in f.message for f in found.findings)
     put(buf, hd[1], "<I", 0x12345678)                # the second header's magic destroyed
     found = _inspect(buf)
     assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
     assert any("magic: read as version 1" in f.message for f in found.findings)
+    put(buf, hd[1], "<I", container.LIME_MAGIC)
+    put(buf, hd[0], "<I", 0x12345678)                # the first header's magic: still a LiME file
+    found = _inspect(buf)
+    assert found.kind == "lime" and [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
+    put(buf, hd[1] + 16, "<Q", 0)                    # the second header destroyed: the first range stays
+    put(buf, hd[1] + 8, "<Q", 2**60)
+    found = _inspect(buf)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 4096)]
+    assert any("range dropped" in f.message for f in found.findings)
 
 
 def test_failed_layer_reads_are_missing_pages():

@@ -152,6 +152,9 @@ def detect(head: bytes) -> str:
 def inspect(read: Reader, size: int) -> Container:
     """Check the container headers of a file of ``size`` bytes read through ``read``."""
     kind = detect(read(0, 48)) if size > 0 else "raw"
+    if kind == "raw" and size > 0:
+        from .container_lime import looks_like_lime
+        kind = "lime" if looks_like_lime(read, size) else kind
     found = Container(kind, size)
     if kind == "lime":
         from .container_lime import parse_lime

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 from .container import (LIME_HEADER, LIME_MAGIC, MAX_LIME_RANGES, Container, Reader, Segment,
                         _LIME_MAGIC_BYTES, find_magic, plausible_range)
 
-__all__ = ["parse_lime"]
+__all__ = ["parse_lime", "looks_like_lime"]
 
 _HSIZE = LIME_HEADER.size
 
@@ -99,12 +99,6 @@ class _Chain:
                                        f"0x{start:x}-0x{end:x} leads exactly to the next header)")
             self.accept(start, end - start + 1, data_off)
             return
-        if (nxt is None and not bad and end >= start and end - start + 1 <= avail
-                and self.fits(start, end - start + 1, None)):
-            self.found.note("warning", f"{where}: {avail - (end - start + 1)} bytes after the last "
-                                       f"range ignored")
-            self.accept(start, end - start + 1, data_off)
-            return
         readings = [(s, why) for s, why in ((start, "start"), (end + 1 - avail, "end"))
                     if self.fits(s, avail, nxt)]
         claim = f"claims 0x{start:x}-0x{end:x}, {avail} bytes lie before the next header"
@@ -126,24 +120,39 @@ class _Chain:
                 self.found.note("warning", f"{self.size - off} bytes at file offset 0x{off:x}: too "
                                            f"short for a LiME header, ignored")
                 break
-            magic, version, start, end = hdr
-            data_off = off + _HSIZE
-            claimed = end - start + 1 if end >= start else None
-            nxt, chained = self.next_header(data_off, claimed)
-            if (chained and magic == LIME_MAGIC and version == 1
-                    and plausible_range(start, claimed or 0)):
-                self.accept(start, claimed, data_off)
-            else:
-                avail = (self.size if nxt is None else nxt) - data_off
-                self.repair(off, hdr, nxt, avail, chained)
-            if nxt is None:
+            off = self.step(off, hdr)
+            if off is None:
                 break
-            off = nxt
         else:
             if off < self.size:
                 self.found.note("error", f"more than {MAX_LIME_RANGES} LiME ranges: the rest of "
                                          f"the file from offset 0x{off:x} not read")
         self.found.headers = count
+
+    def step(self, off: int, hdr) -> Optional[int]:
+        """Decide about the header at ``off``; the offset of the next one to examine, or None."""
+        magic, version, start, end = hdr
+        data_off = off + _HSIZE
+        claimed = end - start + 1 if end >= start else None
+        nxt, chained = self.next_header(data_off, claimed)
+        sound = magic == LIME_MAGIC and version == 1 and plausible_range(start, claimed or 0)
+        if chained and sound:
+            self.accept(start, claimed, data_off)
+            return nxt
+        avail = (self.size if nxt is None else nxt) - data_off
+        if sound and claimed < avail and self.fits(start, claimed, nxt):
+            # a sound header whose range stops short of the next one: what follows is examined
+            # as a header of its own (a damaged one, or bytes no header describes)
+            self.accept(start, claimed, data_off)
+            return data_off + claimed
+        self.repair(off, hdr, nxt, avail, chained)
+        return nxt
+
+
+def looks_like_lime(read: Reader, size: int) -> bool:
+    """A first header whose magic alone is damaged: version 1 and a range that chains on."""
+    hdr = _header(read, 0)
+    return hdr is not None and hdr[1] == 1 and _lands(read, 0, size, hdr[2], hdr[3])
 
 
 def parse_lime(read: Reader, found: Container) -> None:
