@@ -45,8 +45,9 @@ def test_info_extract_ranges_sessions(vol, tmp_path, kind):
     ext = vol(image, "luo.extract", "--tar")
     assert ext.rc == 0, ext.stderr
     assert tree_snapshot(tmp_path) - before <= {os.path.relpath(os.path.join(ext.outdir, r["File"]), tmp_path)
-                                                for r in ext.rows} | {os.path.relpath(ext.outdir / "luo-files.tar",
-                                                                                      tmp_path)}
+                                                for r in ext.rows} | {os.path.relpath(ext.outdir / name, tmp_path)
+                                                                      for name in ("luo-files.tar", "SHA256SUMS",
+                                                                                   "luo-extract.dfxml")}
     by_token = {r["Token"]: r for r in ext.rows if r["Token"] is not None}
     for f in truth.files:
         row = by_token[f["token"]]

@@ -1,16 +1,21 @@
 """luo.extract: every preserved memfd rebuilt byte-exact under -o; other data raw."""
 
 from dataclasses import dataclass
+from typing import Optional
 
 from volatility3.framework import interfaces
 
 from volatility3.plugins.linux.kho._shared import FileId, KhoPlugin
+from volatility_pkram.core.physmem import PAGE_SIZE
 from volatility_pkram.kho.outputs import output_items, stream_notes
+from volatility_pkram.output import files
 from volatility_pkram.vol3 import options, rows
-from volatility_pkram.vol3.dump import StreamDump, tar_entry
+from volatility_pkram.vol3.dump import DumpOptions, OutputStopped, StreamDump, dump_requirements
+from volatility_pkram.vol3.progress import Progress
 from volatility_pkram.vol3.rowtypes import TriageColumns
 
 TAR_NAME = "luo-files.tar"
+REPORT_NAME = "luo-extract.dfxml"
 
 
 @dataclass(frozen=True)
@@ -19,10 +24,17 @@ class ExtractRow:
 
     file_id: FileId
     size: int
-    sha256: str
-    file: str
+    sha256: Optional[str]                # None: not computed (Status says why)
+    file: Optional[str]                  # None: not written (Status says why)
     status: str
     triage: TriageColumns
+
+
+def _tar_path(item) -> str:
+    """``session/token.memfd`` with the recorded session name; ``kho-client/...`` for blobs."""
+    first, _sep, rest = item.out_name.partition("__")
+    session = "kho-client" if item.kind == "kho-client" else item.session
+    return files.tar_path(session, rest or first)
 
 
 class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
@@ -33,31 +45,37 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
     handlers are written raw (the block their data names), and KHO clients
     nobody decodes as their raw blob. Names are made safe
     (<session>__<token>.memfd); the recorded session name is in Session.
-
-    Output directory: volatility's global -o DIR, given before the plugin
-    name (vol-pkram -f mem.raw -o out luo.extract); it must exist; default:
-    the current directory.
+    SHA256SUMS and luo-extract.dfxml record the run.
     """
 
     @classmethod
     def extra_requirements(cls):
-        return [options.flag("tar", f"Also write everything into one streamed {TAR_NAME}"),
-                options.max_file_size_requirement("Rebuild at most this many bytes of one file")]
+        return dump_requirements(TAR_NAME) + [
+            options.max_file_size_requirement("Rebuild at most this many bytes of one file")]
+
+    def _generate(self, kho, max_size):
+        items = list(output_items(kho, max_size))
+        progress = Progress(self._progress_callback, "luo.extract", files=len(items),
+                            nbytes=sum(min(i.stream.length, i.stream.pages * PAGE_SIZE) for i in items))
+        facts = {"plugin": "luo.extract", "moment": kho.moment,
+                 "fdts": ", ".join(f"{t.role}" for t in kho.trees)}
+        dump = StreamDump.open(self, DumpOptions.of(self.config, TAR_NAME), REPORT_NAME, facts, "kho")
+        try:
+            for item in items:
+                out = dump.write(item.out_name, item.stream, _tar_path(item),
+                                 lambda stats, item=item: stream_notes(item, stats),
+                                 extra={"session": item.session, "kind": item.kind,
+                                        "token": None if item.token is None else hex(item.token)})
+                progress.advance(1, min(out.stats.size, item.stream.pages * PAGE_SIZE))
+                yield ExtractRow(FileId(item.session, item.token), out.stats.size, out.sha256,
+                                 out.file, out.status, out.triage)
+        except OutputStopped:
+            pass
+        finally:
+            dump.close()
+            progress.done()
+        self.log_findings(kho)
 
     def run(self):
         kho = self.open_kho()
-        max_size = options.max_file_size(self.config)
-
-        def generate():
-            dump = StreamDump(self.open, TAR_NAME if self.config.get("tar") else None)
-            try:
-                for item in output_items(kho, max_size):
-                    entry = tar_entry(item.out_name.replace("__", "/", 1), None)
-                    out = dump.write(item.out_name, item.stream, entry)
-                    yield ExtractRow(FileId(item.session, item.token), out.stats.size, out.sha256, out.file,
-                                     stream_notes(item, out.stats), out.triage)
-            finally:
-                dump.close()
-            self.log_findings(kho)
-
-        return rows.tree_grid(ExtractRow, generate())
+        return rows.tree_grid(ExtractRow, self._generate(kho, options.max_file_size(self.config)))
