@@ -162,11 +162,15 @@ def test_tar_output_matches_files(image_cache, vol):
     assert res.rc == 0, res.stderr
     with tarfile.open(res.outdir / "pkram-files.tar") as tf:
         members = {m.name: m for m in tf.getmembers()}
+        truth = {(f["node"], f["name"]): f for f in manifest["files"]}
         for row in (r for r in res.rows if r["Stream"] == "file"):
-            member = next(m for n, m in members.items() if n.endswith("/" + row["File"].split("__", 1)[1]))
+            member = members[f"{row['Node']}/{row['Name']}"]     # the original names
             data = tf.extractfile(member).read()
             assert hashlib.sha256(data).hexdigest() == row["SHA256"]
-            assert member.mode == int(row["ModeOctal"], 8) & 0o7777
+            f = truth[(row["Node"], row["Name"])]
+            assert member.mode == f["mode"] & 0o777
+            assert (member.uid, member.gid) == (f["uid"], f["gid"])
+            assert round(member.mtime * 1e6) == round(f["mtime_ns"] / 1e3)
 
 
 def test_lime_gap_over_data_is_reported_not_silent(image_cache, vol):
