@@ -10,6 +10,8 @@ on stderr and never a traceback (plain ``vol`` differs: README "Exit status"):
   volatility can open, an unexpected error;
 * 2 (:data:`~.report.EXIT_NOT_FOUND`): the image holds nothing to read (the
   plugins themselves exit so, under plain ``vol`` too);
+* 3 (:data:`~.dump.EXIT_OUTPUT_FAULT`): writing under ``-o`` stopped part-way
+  (no space, I/O error; the extract plugins exit so themselves);
 * 130: interrupted (Ctrl-C).
 
 The line starts ``kho: error:`` for the kho.*/luo.* plugins, ``pkram: error:``
