@@ -146,3 +146,17 @@ def test_pfn_and_time_forms():
         values.reference_time("yesterday")
     assert [values.format_size(n) for n in (16 << 30, 512 << 20, 4097, 0)] == ["16G", "512M",
                                                                                "4097", "0"]
+
+
+def test_output_closed_early_ends_quietly(run, tmp_path):
+    """``vol-pkram ... | head -1``: no BrokenPipeError traceback, status 1, no error line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / "cache"))
+    # 850 rows as JSON: well over a pipe buffer (64 KiB), so the writer is still writing
+    proc = subprocess.Popen([str(BIN / "vol-pkram"), "-q", "-r", "json", "-f", DEMO, "pkram.ranges"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    assert proc.stdout.read(8).strip().startswith(b"[")
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == USAGE
+    assert "Traceback" not in stderr and "error" not in stderr, stderr   # (the banner is there)
