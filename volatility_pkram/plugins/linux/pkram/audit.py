@@ -10,6 +10,7 @@ from volatility3.framework.renderers import format_hints
 from volatility_pkram.pkram import audit
 from volatility_pkram.vol3 import options, rows, values
 from volatility_pkram.vol3.open import open_pkram
+from volatility_pkram.vol3.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,12 @@ class Audit(options.PkramPlugin, interfaces.plugins.PluginInterface):
 
     def _generator(self, opened):
         floor = audit.SEVERITIES.index(self.config.get("min_severity") or audit.INFO_)
-        for f in self._findings(opened.pk):
+        progress = Progress(self._progress_callback, "pkram.audit: walking every list", unit="findings")
+        progress.advance(force=True)
+        findings = list(self._findings(opened.pk))
+        progress.label, progress.files_total = "pkram.audit", len(findings)
+        for f in findings:
+            progress.advance(1)
             if f.kind != "summary" and audit.SEVERITIES.index(f.severity) < floor:
                 continue
             yield AuditRow(f.kind, f.severity, f.start, f.pages, f.node, f.file, f.index,

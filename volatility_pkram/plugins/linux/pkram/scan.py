@@ -74,5 +74,7 @@ class Scan(options.PkramPlugin, interfaces.plugins.PluginInterface):
     def run(self):
         mem = open_memory(self)
         revision = options.int_choice(self.config.get("revision"))
-        res = carve_layer(self, mem, revision, kernel_evidence(self).pgd_pfns)
+        res = carve_layer(self, mem, revision, kernel_evidence(self).pgd_pfns)   # reports bytes scanned
+        self._progress_callback(100.0, f"pkram.scan: {mem.max_pfn << 12} bytes scanned, "
+                                       f"{len(res.super_blocks) + len(res.nodes) + len(res.pgds)} candidates")
         return rows.tree_grid(ScanRow, self._generator(res))
