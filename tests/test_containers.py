@@ -101,6 +101,10 @@ def _elf_offset_huge(buf, ph, e, f):
     put(buf, ph[e[0]] + 8, "<Q", 2**64 - 4096)
 
 
+def _elf_offset_huge_first(buf, ph, e, f):
+    put(buf, ph[0] + 8, "<Q", 2**64 - 4096)           # nothing before it to place it by: dropped
+
+
 def _elf_filesz_huge_last(buf, ph, e, f):
     put(buf, ph[-1] + 32, "<Q", 2**63)
     put(buf, ph[-1] + 40, "<Q", 2**63)
@@ -142,7 +146,8 @@ def _lime_end_below_start(buf, hd, e, f):
 
 
 REPAIRED = [
-    ("elf", _elf_offset_huge, "lies past the end of the file"),
+    ("elf", _elf_offset_huge, "between the segments before and after it"),
+    ("elf", _elf_offset_huge_first, "lies past the end of the file (0x"),
     ("elf", _elf_filesz_huge_last, "truncated"),
     ("elf", _elf_filesz_huge_middle, "where the data of PT_LOAD"),
     ("elf", _elf_phoff_past, "right after the ELF header"),

@@ -51,18 +51,16 @@ def _check_load(found: Container, i: int, entry: Tuple[int, ...]) -> Optional[_L
     if memsz not in (0, filesz):
         found.note("warning", f"{where}: p_filesz 0x{filesz:x} differs from p_memsz 0x{memsz:x}: "
                               f"0x{length:x} bytes read")
-    if off >= found.size:
-        found.note("error", f"{where}: file offset 0x{off:x} lies past the end of the file "
-                            f"(0x{found.size:x} bytes): dropped")
+    if paddr >= MAX_PHYS:
+        found.note("error", f"{where}: physical address above 2^52: dropped")
         return None
+    if off >= found.size:
+        return _Load(i, paddr, length, -1, False)          # placed or dropped by _place_lost
     truncated = off + length > found.size
     if truncated:
         found.note("warning", f"{where} claims 0x{length:x} bytes at file offset 0x{off:x}, the "
                               f"file holds 0x{found.size - off:x} from there: truncated")
         length = found.size - off
-    if paddr >= MAX_PHYS:
-        found.note("error", f"{where}: physical address above 2^52: dropped")
-        return None
     return _Load(i, paddr, length, off, truncated)
 
 
@@ -101,6 +99,32 @@ def _walk_table(read: Reader, found: Container, phoff: int, count: int) -> List[
     return loads
 
 
+def _place_lost(found: Container, loads: List[_Load]) -> List[_Load]:
+    """Place a load whose ``p_offset`` lies past the end of the file, when the layout allows one place.
+
+    QEMU and the kernel write the segments' data back to back in table
+    order: if the loads before and after it leave exactly its size between
+    them (or up to the end of the file), that is where its data is.
+    """
+    placed = [ld for ld in loads if ld.offset >= 0]
+    for ld in (ld for ld in loads if ld.offset < 0):
+        before = [p for p in placed if p.index < ld.index]
+        after = [p for p in placed if p.index > ld.index]
+        at = before[-1].offset + before[-1].length if before else None
+        end = after[0].offset if after else found.size
+        where = f"PT_LOAD #{ld.index} (physical 0x{ld.phys:x})"
+        if at is not None and at + ld.length == end and not before[-1].truncated:
+            found.note("warning", f"{where}: file offset past the end of the file; its data read at "
+                                  f"0x{at:x}, between the segments before and after it, which leave "
+                                  f"exactly its size")
+            placed.append(_Load(ld.index, ld.phys, ld.length, at, False))
+            placed.sort(key=lambda p: p.index)
+        else:
+            found.note("error", f"{where}: file offset lies past the end of the file "
+                                f"(0x{found.size:x} bytes): dropped")
+    return placed
+
+
 def _clip_runaways(found: Container, loads: List[_Load]) -> None:
     """A segment cut to the end of the file ends instead where the next segment's data starts."""
     by_offset = sorted(loads, key=lambda ld: ld.offset)
@@ -132,7 +156,7 @@ def _segments(found: Container, loads: List[_Load], header_spans: List[Tuple[int
 def _attempt(read: Reader, found: Container, phoff: int, count: int) -> Tuple[List[Segment], List[Finding]]:
     """The segments and findings of reading the table at ``phoff``."""
     trial = Container(found.kind, found.size)
-    loads = _walk_table(read, trial, phoff, count)
+    loads = _place_lost(trial, _walk_table(read, trial, phoff, count))
     _clip_runaways(trial, loads)
     spans = [(0, ELF_HEADER.size)]
     if phoff < found.size:
