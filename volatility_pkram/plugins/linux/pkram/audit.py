@@ -76,6 +76,7 @@ class Audit(options.PkramPlugin, interfaces.plugins.PluginInterface):
                 continue
             yield AuditRow(f.kind, f.severity, f.start, f.pages, f.node, f.file, f.index,
                            f.explanation)
+        progress.done()
 
     def run(self):
         return rows.tree_grid(AuditRow, self._generator(open_pkram(self)))
