@@ -26,7 +26,7 @@ def read_meta_page(mem: PhysicalMemory, pfn: int, what: str, diag: Diagnostics,
     """Read the metadata page ``pfn`` or record why it cannot be read."""
     if not 0 < pfn < mem.max_pfn:
         diag.add("pfn-out-of-range", ERROR, f"{what} PFN 0x{pfn:x} is outside the image "
-                 f"(max PFN 0x{mem.max_pfn:x})", pfn, place)
+                 f"(last PFN 0x{mem.max_pfn - 1:x})", pfn, place)
         return None
     try:
         return mem.read_page(pfn)

@@ -214,7 +214,7 @@ class _Walk:
             self.findings.append(Finding(
                 "out-of-range", HIGH, pfn << PAGE_SHIFT, n, node, name,
                 f"page index {index} points at PFN 0x{pfn:x}, beyond the end of memory in the image "
-                f"(max PFN 0x{max_pfn:x}); the next kernel would read garbage or fault", index))
+                f"(last PFN 0x{max_pfn - 1:x}); the next kernel would read garbage or fault", index))
         if pobj.pages.zeroed_entries:
             self.findings.append(Finding(
                 "partially-consumed", MEDIUM, opfn << PAGE_SHIFT, 1, node, name,

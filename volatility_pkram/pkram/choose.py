@@ -59,6 +59,8 @@ class Choice:
     location: Location
     sb: fmt.SuperBlock
     node_pfns: Optional[List[int]] = None
+    #: valid carved node pages the super block's broken chain no longer reaches
+    unchained_pfns: Optional[List[int]] = None
 
     @property
     def runtime(self) -> bool:
@@ -67,7 +69,7 @@ class Choice:
     def reader(self, mem: PhysicalMemory, options: OpenOptions) -> Pkram:
         """A fresh reader of this state, with its own diagnostics."""
         return Pkram(mem, self.sb, revision=options.revision, paging_levels=options.paging_levels,
-                     diag=Diagnostics(), node_pfns=self.node_pfns)
+                     diag=Diagnostics(), node_pfns=self.node_pfns, unchained_pfns=self.unchained_pfns)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,30 @@ def _weak(options: OpenOptions, location: Optional[Location]) -> bool:
     return location is None or (location.chosen.verdict == "empty" and not options.explicit)
 
 
+def _broken(location: Optional[Location]) -> bool:
+    """The chosen super block's node chain breaks off: carving may find the nodes beyond."""
+    return location is not None and location.chosen is not None and location.chosen.chain_broken
+
+
 def wants_carving(options: OpenOptions, location: Optional[Location]) -> bool:
     """Whether to carve, given the ``pkram=`` outcome (``None``: nothing valid was found)."""
     if options.explicit or options.carve == "never":
         return False
-    return _weak(options, location) or options.carve == "always"
+    return _weak(options, location) or options.carve == "always" or _broken(location)
+
+
+def _beyond_the_break(choice: Choice, carved: Optional[CarveResult]) -> Choice:
+    """A super block whose chain breaks off also reads the valid nodes no chain reaches."""
+    if choice.runtime or carved is None or not _broken(choice.location):
+        return choice
+    extra = [n.node.pfn for n in carved.runtime_nodes]
+    if not extra:
+        return choice
+    warning = (f"the node chain of super block 0x{choice.sb.pfn:x} breaks off; page carving found "
+               f"{len(extra)} valid node page(s) no other super block chains, and those the chain "
+               "does not reach are read after it: " + ", ".join(f"0x{p:x}" for p in extra[:8]))
+    loc = replace(choice.location, warnings=choice.location.warnings + [warning])
+    return replace(choice, location=loc, unchained_pfns=extra)
 
 
 def from_carving(res: CarveResult, revision: Optional[int] = None) -> Optional[Choice]:
@@ -173,5 +194,6 @@ def choose(options: OpenOptions, location: Optional[Location], failure: Optional
         return NotFound(message, list(failure.location.candidates))
     if choice is None:
         choice = Choice(location, location.sb)
+    choice = _beyond_the_break(choice, carved)
     return replace(choice, location=replace(choice.location,
                                             notes=list(notes_first) + choice.location.notes))

@@ -159,6 +159,8 @@ def decode_node(page: bytes, pfn: int) -> Node:
             problems.append("bytes after the name are not zero")
     if any(b < 0x20 or b == 0x7F for b in name):
         problems.append("name has control characters")
+    if not name and not problems and is_zero(page):
+        problems.append("the page is all zeros (a node has a name)")
     return Node(pfn, f["flags"], f["obj_pfn"], f["node_pfn"], bytes(name), tuple(problems))
 
 

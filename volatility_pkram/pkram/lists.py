@@ -106,7 +106,7 @@ class _Skipped:
                      f"{fmt.MAX_ENTRY_ORDER} were skipped", head_pfn, place)
         if self.bad_pfn:
             diag.add("entry-out-of-range", ERROR, f"{self.bad_pfn} entries point outside the image "
-                     f"(max PFN 0x{max_pfn:x}) and were skipped", head_pfn, place)
+                     f"(last PFN 0x{max_pfn - 1:x}) and were skipped", head_pfn, place)
 
 
 def link_entries(link: fmt.Link, max_pfn: int, out: PageStream, skipped: _Skipped,

@@ -196,6 +196,7 @@ class Candidate:
     nodes: int = 0
     objs: int = 0
     damage: int = 0                # pointed-at structures missing or damaged (graded trust)
+    chain_broken: bool = False     # the node chain ends at a page that is no node or not captured
 
     @property
     def score(self) -> Tuple[int, int, int, int, int]:
@@ -237,7 +238,7 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
     if pfn == 0:
         return _reject(cand, "PFN 0 cannot hold a super block (pkram=0 names none)")
     if not 0 < pfn < mem.max_pfn:
-        return _reject(cand, f"PFN 0x{pfn:x} is outside the image (max PFN 0x{mem.max_pfn - 1:x})")
+        return _reject(cand, f"PFN 0x{pfn:x} is outside the image (last PFN 0x{mem.max_pfn - 1:x})")
     try:
         page = mem.read_page(pfn)
     except UnreadableError as exc:
@@ -320,16 +321,14 @@ def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int, notes: List[s
 def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) -> None:
     """The first node must carry the node-page signature; later ones that do not are damage."""
     sb = cand.sb
-    diag = Diagnostics(limit=64)
+    diag, chain = Diagnostics(limit=64), Diagnostics(limit=4)
     obj_rev = 1 if sb.revision == 1 else 2
-    for node in pkram_nodes(mem, sb.node_pfn, diag):
+    for node in pkram_nodes(mem, sb.node_pfn, chain):
         if node.problems:
             if cand.nodes == 0:
                 _reject(cand, f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
                 return
-            cand.damage += 1
-            notes.append(f"node page 0x{node.pfn:x} lacks the node signature: {node.problems[0]}")
-            break
+            break                        # recorded in ``chain``: the chain breaks off here
         cand.nodes += 1
         for obj in pkram_objs(mem, node, obj_rev, diag):
             if not obj.tail_clean:
@@ -340,9 +339,14 @@ def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) ->
         if cand.nodes >= _VALIDATE_NODES:
             break
     if cand.nodes == 0:
-        first = next(iter(diag), None)
+        first = next(iter(chain), None)
         _reject(cand, f"first node unreadable: {first.message if first else 'no node'}")
         return
+    cand.chain_broken = bool(len(chain))
+    if cand.chain_broken:
+        cand.damage += 1
+        first = next(iter(chain))
+        notes.append(f"the node chain breaks off at 0x{first.pfn or 0:x}: {first.message}")
     cand.verdict = "valid"
     cand.reason = "; ".join([f"{cand.nodes} node(s) with a valid signature"] + notes)
     if len(diag):

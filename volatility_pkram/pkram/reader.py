@@ -101,12 +101,15 @@ class Pkram:
 
     def __init__(self, mem: PhysicalMemory, sb: fmt.SuperBlock, *, revision: Optional[int] = None,
                  paging_levels: Optional[int] = None, diag: Optional[Diagnostics] = None,
-                 node_pfns: Optional[List[int]] = None):
+                 node_pfns: Optional[List[int]] = None, unchained_pfns: Optional[List[int]] = None):
         self.mem = mem
         self.sb = sb
         #: the pre-kexec runtime state: carved node pages instead of the super block's chain
         #: (``sb`` is then synthetic: PFN 0, and the carved ``pgd_pfn`` for v1)
         self.node_pfns = node_pfns
+        #: carved node pages read after the super block's chain, which breaks off before them
+        self.unchained_pfns = unchained_pfns or []
+        self._unchained_reported = False
         self.diag = diag if diag is not None else Diagnostics()
         self._forced = revision is not None
         #: revision whose layout is used to parse (v2 and v3 share every layout)
@@ -223,15 +226,30 @@ class Pkram:
     # -- objects ----------------------------------------------------------------
 
     def nodes(self) -> Iterator[fmt.Node]:
-        """``struct pkram_node`` pages in chain order (runtime state: in carved order)."""
+        """``struct pkram_node`` pages in chain order (runtime state: in carved order).
+
+        Carved nodes the chain no longer reaches (:attr:`unchained_pfns`) follow it.
+        """
         if self.node_pfns is not None:
-            for pfn in self.node_pfns:
-                page = read_meta_page(self.mem, pfn, "node", self.diag)
-                if page is not None:
-                    yield fmt.decode_node(page, pfn)
+            yield from self._carved_nodes(self.node_pfns)
             return
+        seen = set()
         if self.sb.node_pfn:
-            yield from pkram_nodes(self.mem, self.sb.node_pfn, self.diag)
+            for node in pkram_nodes(self.mem, self.sb.node_pfn, self.diag):
+                seen.add(node.pfn)
+                yield node
+        extra = [p for p in self.unchained_pfns if p not in seen]
+        if extra and not self._unchained_reported:
+            self._unchained_reported = True
+            self.diag.add("unchained-node", WARNING, f"{len(extra)} valid node page(s) found by page "
+                          "carving are not reached by the broken node chain; read after it", extra[0])
+        yield from self._carved_nodes(extra)
+
+    def _carved_nodes(self, pfns: Sequence[int]) -> Iterator[fmt.Node]:
+        for pfn in pfns:
+            page = read_meta_page(self.mem, pfn, "node", self.diag)
+            if page is not None:
+                yield fmt.decode_node(page, pfn)
 
     def objects(self, node: fmt.Node) -> Iterator[PreservedObject]:
         """Decode every object of ``node``: byte stream, file header, page stream."""
