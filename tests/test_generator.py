@@ -1011,7 +1011,7 @@ def test_hostile_images(gen, name):
     assert name == f"hostile_{kind}" and h["detail"]
     assert sorted(f["name"] for f in m["files"]) == sorted(h["intact_files"])
     raw_path = out / "image.raw"
-    if kind == "truncated":
+    if kind in ("truncated", "truncated_region_list"):
         assert raw_path.stat().st_size == m["truncated_at"] < m["mem_size"]
     else:
         assert raw_path.stat().st_size == m["mem_size"]
@@ -1055,6 +1055,8 @@ def test_hostile_images(gen, name):
         assert img.u64(m["pgd_pfn"], 8 * 511) == m["pgd_pfn"] * PAGE
     elif kind == "truncated":
         assert len(h["intact_files"]) < 4
+    elif kind == "truncated_region_list":
+        assert m["truncated_at"] < (m["region_list_pfn"] + 1) * PAGE and m["sb_pfn"] < m["region_list_pfn"]
     elif kind == "lime_gap_meta":
         rngs = _lime_ranges(out / "image.lime")
         f = next(x for x in files if x["name"] == "b1.bin")
