@@ -119,7 +119,14 @@ def _elf_phoff_past(buf, ph, e, f):
     put(buf, 32, "<Q", 2**40)
 
 
+def _noise(buf, off, length):
+    """Bytes no other range holds (an empty range's data may be all zeros, like its neighbour's)."""
+    buf[off:off + length] = hashlib.shake_256(b"noise").digest(length)
+
+
 def _elf_overlap(buf, ph, e, f):
+    s, t = RANGES[e[0]]
+    _noise(buf, struct.unpack_from("<Q", buf, ph[e[0]] + 8)[0], t - s)
     put(buf, ph[e[0]] + 24, "<Q", RANGES[e[1]][0])
 
 
@@ -137,6 +144,7 @@ def _lime_version_2(buf, hd, e, f):
 
 def _lime_overlap(buf, hd, e, f):
     s, t = RANGES[e[0]], RANGES[e[1]]
+    _noise(buf, hd[e[0]] + LIME.size, s[1] - s[0])
     put(buf, hd[e[0]] + 8, "<Q", t[0])
     put(buf, hd[e[0]] + 16, "<Q", t[0] + (s[1] - s[0]) - 1)
 
@@ -305,3 +313,18 @@ def test_failed_layer_reads_are_missing_pages():
     with pytest.raises(UnreadableError):
         mem.read_page(3)
     assert mem.missing_reads == 3
+
+
+def test_elf_repeated_claim_is_not_damage():
+    """A PT_LOAD repeating part of another with the same bytes (/proc/vmcore's kernel text) is kept
+    once, without a finding; one whose bytes contradict it loses the overlap, reported."""
+    raw = bytes(range(256)) * 64
+    buf, ph = elf_bytes(raw, [(0, 16384), (4096, 8192)])     # the second repeats 4096-8192
+    found = _inspect(buf)
+    assert not found.damaged
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 16384)]
+    data_off = -(-(64 + 56 * 2) // 4096) * 4096
+    buf[data_off + 16384] ^= 0xFF                            # the repeat now disagrees
+    found = _inspect(buf)
+    assert any("claimed by two segments" in f.message for f in found.findings)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]

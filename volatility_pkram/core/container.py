@@ -59,6 +59,9 @@ MAX_PHDRS = 1 << 20
 SLOW_PHDRS = 1024
 _RESYNC_CHUNK = 4 << 20
 _RESYNC_CANDIDATES = 4096
+#: bytes of physical overlap compared to tell a repeated claim from a contradiction
+_COMPARE_BUDGET = 256 << 20
+_COMPARE_CHUNK = 1 << 20
 
 
 class ContainerError(Exception):
@@ -164,7 +167,7 @@ def inspect(read: Reader, size: int) -> Container:
         parse_elf(read, found)
     else:
         return found
-    resolve_overlaps(found)
+    resolve_overlaps(found, read)
     return found
 
 
@@ -206,8 +209,48 @@ def _overlaps(segments: List[Segment], by_file: bool) -> List[Tuple[int, int]]:
     return out
 
 
-def resolve_overlaps(found: Container) -> None:
-    """Drop the bytes two segments both claim (in memory or in the file), from both."""
+def _same_bytes(read: Reader, a: Segment, b: Segment, lo: int, hi: int, budget: List[int]) -> bool:
+    """True if ``a`` and ``b`` hold the same bytes for physical ``[lo, hi)`` (within the budget)."""
+    if a.offset - a.phys == b.offset - b.phys:
+        return True                       # the same file bytes: one claim made twice
+    if hi - lo > budget[0]:
+        return False
+    budget[0] -= hi - lo
+    for pos in range(lo, hi, _COMPARE_CHUNK):
+        n = min(_COMPARE_CHUNK, hi - pos)
+        if read(a.offset + pos - a.phys, n) != read(b.offset + pos - b.phys, n):
+            return False
+    return True
+
+
+def _dedupe(found: Container, read: Reader) -> None:
+    """Physical overlaps whose bytes agree are one claim made twice: keep the first.
+
+    ``/proc/vmcore`` copies map the kernel text twice (its own ``PT_LOAD`` and
+    the RAM around it), with the same bytes; that is not damage.
+    """
+    out: List[Segment] = []
+    widest: Optional[Segment] = None      # the kept segment reaching furthest
+    budget = [_COMPARE_BUDGET]
+    for seg in sorted(found.segments, key=lambda s: (s.phys, -s.length)):
+        pieces = [seg]
+        if widest is not None and seg.phys < widest.end:
+            lo, hi = seg.phys, min(seg.end, widest.end)
+            if _same_bytes(read, widest, seg, lo, hi, budget):
+                pieces = _subtract(seg, [(lo, hi)], by_file=False)
+        out.extend(pieces)
+        for p in pieces:
+            if widest is None or p.end > widest.end:
+                widest = p
+    found.segments = out
+
+
+def resolve_overlaps(found: Container, read: Reader) -> None:
+    """Drop the bytes two segments both claim (in memory or in the file), from both.
+
+    Physical overlaps whose bytes agree are kept once (:func:`_dedupe`).
+    """
+    _dedupe(found, read)
     for by_file, what in ((True, "file"), (False, "physical")):
         holes = _overlaps(found.segments, by_file)
         if not holes:
