@@ -27,7 +27,7 @@ from volatility_pkram.pkram.choose import OpenOptions
 
 EXAMPLES = int(os.environ.get("PKRAM_FUZZ_EXAMPLES", "60"))
 HANDED_OVER = ["v1_basic", "v2_unknown"]
-RUNTIME = ["v1_runtime_zero_sb", "v2_runtime_zero_sb"]
+RUNTIME = ["v1_runtime_zero_sb", "v2_runtime_zero_sb", "v3_runtime_zero_sb"]
 SCENARIOS = HANDED_OVER + RUNTIME
 #: no example may take longer (README "Hostile and damaged images")
 RUN_LIMIT = 60.0
@@ -88,8 +88,10 @@ def test_mutated_metadata_costs_only_what_depends_on_it(images, data):
     raw, manifest, meta, paths = images[name]
     buf, touched = _mutate(data, raw, meta)
     sb_pfn = None if name in RUNTIME else data.draw(st.sampled_from([None, manifest["sb_pfn"]]))
+    carve = "auto" if sb_pfn is not None else data.draw(st.sampled_from(["auto", "always"]))
     start = time.monotonic()
-    _choice, _pk, got, _problems = truth.recover(BytesMemory(buf), OpenOptions(sb_pfn=sb_pfn))
+    _choice, _pk, got, _problems = truth.recover(BytesMemory(buf), OpenOptions(sb_pfn=sb_pfn,
+                                                                               carve=carve))
     assert time.monotonic() - start < RUN_LIMIT
     lost = truth.lost_objects(manifest, paths, touched, got)
     assert not lost, (f"{name}: pages {sorted(hex(p) for p in touched)} touched; intact objects "

@@ -254,10 +254,11 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
             return cand
         return _reject(cand, f"node_pfn is 0 but {second_name} is 0x{second:x}")
     notes: List[str] = []
-    if not mem.pfn_present(second):
+    if second == 0 or not mem.pfn_present(second):
         cand.damage += 1
-        notes.append(f"{second_name} 0x{second:x} is "
-                     f"{'0' if second == 0 else 'not a captured page'}: ranges not described")
+        notes.append(f"{second_name} is 0" if second == 0 else
+                     f"{second_name} 0x{second:x} is not a captured page")
+        notes[-1] += ": ranges not described"
     elif sb.revision == 1:
         _check_pgd(mem, cand, second, notes)
     _check_node_chain(mem, cand, notes)
