@@ -46,6 +46,10 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
     nobody decodes as their raw blob. Names are made safe
     (<session>__<token>.memfd); the recorded session name is in Session.
     SHA256SUMS and luo-extract.dfxml record the run.
+
+    Output directory: volatility's global -o DIR, given before the plugin
+    name (vol-pkram -f mem.raw -o out luo.extract); it must exist; default:
+    the current directory.
     """
 
     @classmethod
