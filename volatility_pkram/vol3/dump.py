@@ -94,26 +94,32 @@ class DumpOptions:
     image_sha256: bool = False
 
     @classmethod
-    def of(cls, config, tar_name: str) -> "DumpOptions":
-        limit = config.get("hole_hash_limit")
-        return cls(tar_name if config.get("tar") else None,
-                   DEFAULT_HOLE_HASH_LIMIT if limit is None else max(0, int(limit)),
+    def of(cls, config, tar_name: str, prefix: str = "pkram") -> "DumpOptions":
+        """The options from a plugin's config; a bad ``--hole-hash-limit`` exits with status 1."""
+        from . import values
+        raw = config.get("hole_hash_limit")
+        try:
+            limit = DEFAULT_HOLE_HASH_LIMIT if raw is None else values.size(raw)
+        except values.OptionError:
+            sys.stderr.write(f"{prefix}: error: argument --hole-hash-limit: invalid value {raw!r}: "
+                             f"expected {values.SIZE_FORMS}\n")
+            raise SystemExit(1) from None
+        return cls(tar_name if config.get("tar") else None, limit,
                    bool(config.get("keep_special_bits")), bool(config.get("restore_owners")),
                    bool(config.get("image_sha256")))
 
 
 def dump_requirements(tar_name: str):
     """The options of writing under -o, for pkram.extract and luo.extract."""
-    from volatility3.framework.configuration import requirements
-    from .options import flag
+    from .options import SizeRequirement, flag
     return [
         flag("tar", f"Also write every object into one streamed {tar_name} (original names, "
                     "modes, owners, times; holes as GNU sparse members)"),
-        requirements.IntRequirement(
+        SizeRequirement(
             name="hole_hash_limit", default=DEFAULT_HOLE_HASH_LIMIT, optional=True,
             description="Hash a file only when its holes total at most this many bytes "
-                        "(hashing zeros costs time a hostile size could claim); 0 = no limit "
-                        f"(default: {DEFAULT_HOLE_HASH_LIMIT})"),
+                        "(hashing zeros costs time a hostile size could claim): bytes, or with "
+                        "a unit K, M, G, T, e.g. 4G; 0 = no limit (default: 1G)"),
         flag("keep_special_bits", "Keep set-user-ID, set-group-ID and sticky bits on rebuilt files"),
         flag("restore_owners", "Give rebuilt files their recorded owner (when running as root)"),
         flag("image_sha256", "Also hash the whole image file for the custody report"),

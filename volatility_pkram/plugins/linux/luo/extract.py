@@ -57,13 +57,13 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
         return dump_requirements(TAR_NAME) + [
             options.max_file_size_requirement("Rebuild at most this many bytes of one file")]
 
-    def _generate(self, kho, max_size):
+    def _generate(self, kho, max_size, dump_options):
         items = list(output_items(kho, max_size))
         progress = Progress(self._progress_callback, "luo.extract", files=len(items),
                             nbytes=sum(min(i.stream.length, i.stream.pages * PAGE_SIZE) for i in items))
         facts = {"plugin": "luo.extract", "moment": kho.moment,
                  "fdts": ", ".join(f"{t.role}" for t in kho.trees)}
-        dump = StreamDump.open(self, DumpOptions.of(self.config, TAR_NAME), REPORT_NAME, facts, "kho")
+        dump = StreamDump.open(self, dump_options, REPORT_NAME, facts, "kho")
         try:
             for item in items:
                 out = dump.write(item.out_name, item.stream, _tar_path(item),
@@ -81,5 +81,7 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
         self.log_findings(kho)
 
     def run(self):
+        dump_options = DumpOptions.of(self.config, TAR_NAME, "kho")     # refused before the image is read
         kho = self.open_kho()
-        return rows.tree_grid(ExtractRow, self._generate(kho, options.max_file_size(self.config)))
+        return rows.tree_grid(ExtractRow, self._generate(kho, options.max_file_size(self.config),
+                                                         dump_options))

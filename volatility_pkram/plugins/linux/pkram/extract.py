@@ -55,7 +55,7 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
         return dump_requirements(TAR_NAME) + [options.max_file_size_requirement(
             "Rebuild at most this many bytes of one file (guards against hostile sizes)")]
 
-    def _generator(self, opened):
+    def _generator(self, opened, dump_options):
         pk = opened.pk
         max_size = options.max_file_size(self.config)
         work = [(node, pobj, stream) for node in pk.nodes() for pobj in pk.objects(node)
@@ -65,7 +65,7 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
                             nbytes=sum(min(s.length, s.pages * PAGE_SIZE) for _n, _o, s in work))
         facts = {"plugin": "pkram.extract", "route": opened.route, "revision": str(pk.revision),
                  "super_block_pfn": hex(opened.location.chosen.pfn) if opened.location.chosen else ""}
-        dump = StreamDump.open(self, DumpOptions.of(self.config, TAR_NAME), REPORT_NAME, facts)
+        dump = StreamDump.open(self, dump_options, REPORT_NAME, facts)
         try:
             for node, pobj, stream in work:
                 row = self._row(dump, node, pobj, stream)
@@ -95,4 +95,5 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
                           pobj.obj.pfn, out.status, out.triage)
 
     def run(self):
-        return rows.tree_grid(ExtractRow, self._generator(open_pkram(self)))
+        dump_options = DumpOptions.of(self.config, TAR_NAME)     # refused before the image is read
+        return rows.tree_grid(ExtractRow, self._generator(open_pkram(self), dump_options))
