@@ -118,7 +118,8 @@ def int_choice(value) -> Optional[int]:
 def open_options(config) -> OpenOptions:
     """The options of opening PKRAM from a plugin's config."""
     sb_pfn = config.get("sb_pfn")
-    return OpenOptions(sb_pfn=None if sb_pfn is None else values.pfn(sb_pfn), revision=int_choice(config.get("revision")),
+    return OpenOptions(sb_pfn=None if sb_pfn is None else values.pfn(sb_pfn),
+                       revision=int_choice(config.get("revision")),
                        paging_levels=int_choice(config.get("paging_levels")),
                        carve=config.get("carve") or "auto")
 
