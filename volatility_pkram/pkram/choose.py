@@ -131,6 +131,8 @@ def from_carving(res: CarveResult, revision: Optional[int] = None) -> Optional[C
     if not runtime:
         return None
     rev = revision or res.runtime_revision or (1 if res.best_pgd else 2)
+    damaged = [f"carved node 0x{n.node.pfn:x} {n.node.name!r}: {n.damaged} damaged piece(s): " +
+               "; ".join(n.damage) for n in runtime if n.damaged]
     pgd = res.best_pgd
     sb = fmt.SuperBlock(0, 1 if rev == 1 else 2, 0, pgd_pfn=pgd.pfn if pgd else 0)
     why = (f"{len(runtime)} unchained node page(s) with valid object lists (the saving kernel's "
@@ -139,7 +141,8 @@ def from_carving(res: CarveResult, revision: Optional[int] = None) -> Optional[C
                        nodes=len(runtime), objs=sum(n.objs for n in runtime))
     notes.append(f"identity-map root (pkram_pgd) 0x{pgd.pfn:x}: {pgd.reason}" if pgd else
                  "no consistent identity-map root (pkram_pgd) found: ranges are not described")
-    loc = Location("page carving (runtime state)", chosen, list(res.super_blocks), [], notes)
+    loc = Location("page carving (runtime state)", chosen, list(res.super_blocks), [], notes,
+                   damaged[:8])
     return Choice(loc, sb, [n.node.pfn for n in runtime])
 
 

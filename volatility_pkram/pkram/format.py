@@ -255,4 +255,19 @@ def decode_file_header(stream: bytes) -> Optional[FileHeader]:
                       f["mtime"], f["ctime"], bytes(name))
 
 
+def decode_file_header_prefix(stream: bytes) -> Optional[FileHeader]:
+    """The tmpfs header at the start of ``stream`` when ``data_len`` is known to be damaged.
+
+    The header's own ``namelen`` gives its length; every byte after the name
+    must be zero (byte-stream pages are zeroed before use).
+    """
+    if len(stream) < FILE_HEADER_SIZE:
+        return None
+    namelen = isf.layouts(1)["file_header"].unpack(stream)["namelen"]
+    end = FILE_HEADER_SIZE + namelen
+    if namelen == 0 or end > len(stream) or not is_zero(stream[end:]):
+        return None
+    return decode_file_header(stream[:end])
+
+
 assert PAGE_SIZE == isf.layouts(1)["pkram_link"].size, "pkram_link must fill one page"

@@ -264,13 +264,27 @@ class Pkram:
             pfns = byte_stream_pfns(self.mem, obj, self.diag, ctx, byte_links)
             byte_len = self._byte_len(obj, pfns, ctx)
             data, missing = self._read_inline(pfns, byte_len, obj, ctx)
-            header = fmt.decode_file_header(data) if not missing else None
+            header = self._header(data, missing, obj, byte_len, ctx)
             if header is not None:
                 ctx = Place(node.name, obj_seq=seq, file=header.name)
             stream = page_stream(self.mem, obj.pages_head, self.diag, ctx)
             found = self.diag.since(before)
             yield PreservedObject(node, obj, seq, pfns, byte_len, data, missing, stream, header, found,
                                   byte_links)
+
+    def _header(self, data: bytes, missing: int, obj: fmt.Obj, byte_len: int,
+                ctx: Place) -> Optional[fmt.FileHeader]:
+        """The tmpfs file header; with a damaged ``data_len``, read by its own ``namelen``."""
+        if missing:
+            return None
+        header = fmt.decode_file_header(data)
+        if header is None and obj.data_len > byte_len:
+            header = fmt.decode_file_header_prefix(data)
+            if header is not None:
+                self.diag.add("bad-data-len", WARNING, f"the file header was read by its own namelen "
+                              f"({fmt.FILE_HEADER_SIZE + header.namelen} bytes): data_len is damaged",
+                              obj.pfn, ctx)
+        return header
 
     def _byte_len(self, obj: fmt.Obj, pfns: List[int], ctx: Place) -> int:
         """``data_len``, capped by the pages that carry the stream (v1: one page)."""
