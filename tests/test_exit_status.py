@@ -96,6 +96,19 @@ def test_success_is_zero_and_quiet(run):
     assert "occurrence(s): \n" not in proc.stdout and "0 occurrence" not in proc.stdout
 
 
+def test_accepted_values_reach_the_plugin(run):
+    """vol-pkram's parser checks a value and hands volatility what its config holds (a time as
+    text, a PFN or size as an int)."""
+    proc = run(BIN / "vol-pkram", "-q", "-f", DEMO, "pkram.audit", "--reference-time",
+               "2026-12-04T18:20:00Z", "--min-severity", "high")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    proc = run(BIN / "vol-pkram", "-q", "-f", DEMO, "-o", ".", "pkram.extract", "--sb-pfn", "2435",
+               "--max-file-size", "512MiB")
+    assert proc.returncode == 0 and "shmem-test" in proc.stdout, proc.stderr
+    proc = run(BIN / "vol-pkram", "-q", "-f", DEMO, "kho.info", "--fdt", "0x1000", "4096")
+    assert proc.returncode == NOT_FOUND and "no KHO FDT" in _one_error_line(proc, "kho")
+
+
 def test_plain_vol_refuses_what_its_parser_lets_through(run):
     """Plain vol: argparse's own errors exit 2 with its usage text (README), but a value its
     parser accepts and ours refuses gets the plugin's own line and status 1."""

@@ -59,9 +59,11 @@ def _argparse_type(parse):
     """A parser of :mod:`.values` as an argparse ``type`` (its message, not ``invalid <lambda>``)."""
     def convert(text):
         try:
-            return parse(text)
+            value = parse(text)
         except values.OptionError as exc:
             raise argparse.ArgumentTypeError(exc.reason) from None
+        # volatility's config holds ints and text only: a time stays the text the plugin parses
+        return value if isinstance(value, int) else text
     convert.__name__ = parse.__name__
     return convert
 
