@@ -161,3 +161,32 @@ def test_holes_beyond_the_hashing_limit_are_written_sparse_and_not_hashed(image_
     assert by_name["hello.txt"]["SHA256"] == truth["hello.txt"]["sha256"]
     sums = (outdir / "SHA256SUMS").read_text()
     assert by_name["sparse.bin"]["File"] not in sums and by_name["hello.txt"]["File"] in sums
+
+
+def test_luo_extract_keeps_the_same_custody_record(tmp_path):
+    from test_kho_builder import build_v4
+    from test_kho_plugins import SPECS, write
+    img, truth, _ = build_v4(SPECS)
+    image = write(tmp_path, "luo", img)
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.run([str(VOL_PKRAM), "-q", "-r", "json", "-f", str(image), "-o", str(outdir),
+                           "luo.extract", "--tar"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=outdir, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == len(rows), check.stdout
+    root = ET.parse(outdir / "luo-extract.dfxml").getroot()
+    digests = {fo.find("d:hashdigest", NS).text for fo in root.findall("d:fileobject", NS)}
+    assert {f["sha256"] for f in truth.files} <= digests
+    with tarfile.open(outdir / "luo-files.tar") as tf:
+        names = set(tf.getnames())
+    for f in truth.files:       # session/token.memfd with the recorded session name, made safe
+        assert files_tar_path(f["session"].encode(), f"0x{f['token']:x}.memfd") in names
+
+
+def files_tar_path(*parts):
+    from volatility_pkram.output.files import tar_path
+    return tar_path(*parts)

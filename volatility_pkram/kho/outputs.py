@@ -40,6 +40,7 @@ class OutputItem:
     stream: ObjectStream
     memfd: Optional[Memfd] = None
     notes: List[str] = field(default_factory=list)
+    session_raw: Optional[bytes] = None      # the session name's recorded bytes
 
 
 def raw_stream(mem: PhysicalMemory, name: str, phys: int, length: int) -> ObjectStream:
@@ -108,9 +109,11 @@ def output_items(kho: Kho, max_size: Optional[int] = None) -> Iterator[OutputIte
             name = f"{file_label(pf)}.memfd"
             yield OutputItem(pf.session.name, pf.file.token, "memfd", name,
                              memfd_stream(kho.mem, pf.memfd, name, max_size), memfd=pf.memfd,
-                             notes=list(pf.memfd.problems))
+                             notes=list(pf.memfd.problems), session_raw=pf.session.name_raw)
         else:
-            yield _handler_data(kho, pf)
+            item = _handler_data(kho, pf)
+            item.session_raw = pf.session.name_raw
+            yield item
     for cl in kho.primary.clients:
         yield from _client_items(kho, cl)
 

@@ -33,7 +33,7 @@ class ExtractRow:
 def _tar_path(item) -> str:
     """``session/token.memfd`` with the recorded session name; ``kho-client/...`` for blobs."""
     first, _sep, rest = item.out_name.partition("__")
-    session = "kho-client" if item.kind == "kho-client" else item.session
+    session = "kho-client" if item.kind == "kho-client" else (item.session_raw or item.session)
     return files.tar_path(session, rest or first)
 
 
