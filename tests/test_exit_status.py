@@ -173,3 +173,23 @@ def test_output_closed_early_ends_quietly(run, tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == USAGE
     assert "Traceback" not in stderr and "error" not in stderr, stderr   # (the banner is there)
+
+
+@pytest.mark.parametrize("raised,status,words", [
+    ("RuntimeError('boom')", USAGE, ["RuntimeError: boom", "-vvv"]),
+    ("KeyboardInterrupt()", 130, ["interrupted"]),
+])
+def test_unexpected_exception_is_one_line(run, raised, status, words):
+    """Anything escaping volatility's command line (a bug, Ctrl-C) still ends in one line."""
+    script = ("import sys\n"
+              "from volatility3 import cli\n"
+              "from volatility_pkram.vol3 import cli as ours\n"
+              "def run(self):\n"
+              f"    raise {raised}\n"
+              "cli.CommandLine.run = run\n"
+              "sys.argv = ['vol-pkram', '-f', 'x', 'pkram.info']\n"
+              "ours.main()\n")
+    proc = run(sys.executable, "-c", script)
+    assert proc.returncode == status
+    line = _one_error_line(proc)
+    assert all(word in line for word in words), line
