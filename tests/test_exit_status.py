@@ -193,3 +193,23 @@ def test_unexpected_exception_is_one_line(run, raised, status, words):
     assert proc.returncode == status
     line = _one_error_line(proc)
     assert all(word in line for word in words), line
+
+
+@pytest.mark.parametrize("call,words", [
+    ("process_exceptions(exceptions.LayerException('primary', 'segment table broken'))",
+     ["LayerException", "segment table broken"]),
+    ("process_unsatisfied_exceptions(exceptions.UnsatisfiedException("
+     "{'plugins.Info.primary': requirements.TranslationLayerRequirement('primary')}))",
+     ["primary", "-f"]),
+])
+def test_volatility_reports_are_one_line(run, call, words):
+    """volatility's multi-line reports (a plugin's exception, unsatisfied requirements)."""
+    script = ("from volatility3.framework import exceptions\n"
+              "from volatility3.framework.configuration import requirements\n"
+              "from volatility_pkram.vol3 import cli\n"
+              "command_line = cli._command_line_class()[3]\n"
+              f"command_line.__new__(command_line).{call}\n")
+    proc = run(sys.executable, "-c", script)
+    assert proc.returncode == USAGE
+    line = _one_error_line(proc)
+    assert all(word in line for word in words), line
