@@ -110,9 +110,13 @@ def log_location(choice: Choice) -> None:
 
 
 def log_not_found(result: NotFound) -> None:
-    """Log why every candidate was turned down, and print the error line."""
+    """Log why every candidate was turned down (``-v``), and print the one error line.
+
+    The candidates are info lines, as when something is found: the error line
+    already gives the reason, and a failure prints one line (README "Exit status").
+    """
     for cand in result.rejected:
-        vollog.warning(f"pkram: candidate 0x{cand.pfn:x} rejected: {cand.reason}")
+        vollog.info(f"pkram: candidate 0x{cand.pfn:x} rejected: {cand.reason}")
     print_error(result.message)
 
 
