@@ -241,3 +241,18 @@ def test_broken_node_chain_is_completed_by_carving(tmp_path_factory, scenario, v
     choice, pk, got, problems = truth.recover(mem, OpenOptions(sb_pfn=manifest["sb_pfn"]))
     assert not choice.unchained_pfns and len(got) < len(paths)
     assert any(p.pfn == value or p.pfn == 0x10 for p in problems)
+
+
+def test_audit_does_not_call_undescribed_pages_dangling(tmp_path_factory):
+    """With the region list (v2) or the PGD page (v1) not captured, no page is 'dangling'."""
+    from volatility_pkram.pkram.audit import audit_pkram
+    path, manifest = _truncated_region_list(tmp_path_factory)
+    raw, v1 = _image(tmp_path_factory, "v1_basic")
+    pgd = v1["pgd_pfn"]
+    for mem in (BytesMemory(path.read_bytes()),
+                BytesMemory({0: raw[:pgd * PAGE], (pgd + 1) * PAGE: raw[(pgd + 1) * PAGE:]})):
+        choice = truth.open_choice(mem, OpenOptions())
+        pk = choice.reader(mem, OpenOptions())
+        kinds = [f.kind for f in audit_pkram(pk, now_ns=0).findings]
+        assert "dangling" not in kinds and kinds.count("undescribed") == 1, kinds
+        assert pk.undescribed()

@@ -25,7 +25,7 @@ import bisect
 import calendar
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE
@@ -351,7 +351,7 @@ def audit_pkram(pk: Pkram, now_ns: Optional[int] = None) -> AuditResult:
     refs.sort()
     findings = list(walk.findings)
     findings += _double_references(refs)
-    findings += _dangling(pk, refs, preserved)
+    findings += _dangling(pk, refs, preserved, pk.undescribed())
     referenced = refs.merged()
     findings += _unreadable(pk, refs, referenced)
     findings += _orphans(pk, subtract_runs(preserved, referenced), now_ns)
@@ -428,11 +428,39 @@ def _double_references(refs: RefMap) -> Iterator[Finding]:
             cur_end, cur_j = s + n, j
 
 
-def _dangling(pk: Pkram, refs: RefMap, preserved: List[Tuple[int, int]]) -> Iterator[Finding]:
+def _dangling(pk: Pkram, refs: RefMap, preserved: List[Tuple[int, int]],
+              undescribed: List[Tuple[int, int]]) -> Iterator[Finding]:
     """References to pages the next kernel does not keep, and pages the image lacks.
 
-    One sweep: ``refs`` and ``preserved`` are both ascending.
+    One sweep: ``refs`` and ``preserved`` are both ascending. Where the preserved
+    set is not described (``undescribed``: a region list or table page not in the
+    image) a reference is not called dangling; one finding per such run says how
+    many references cannot be checked.
     """
+    unchecked: Dict[int, int] = {}
+    for f in _dangling_described(pk, refs, preserved):
+        outside = subtract_runs([(f.start >> PAGE_SHIFT, f.pages)], undescribed)
+        kept = sum(n for _p, n in outside)
+        if kept == f.pages:
+            yield f
+            continue
+        for first, n in undescribed:
+            lo, hi = max(first, f.start >> PAGE_SHIFT), min(first + n, (f.start >> PAGE_SHIFT) + f.pages)
+            if lo < hi:
+                unchecked[first] = unchecked.get(first, 0) + hi - lo
+        for pfn, n in outside:
+            shift = pfn - (f.start >> PAGE_SHIFT)
+            yield replace(f, start=pfn << PAGE_SHIFT, pages=n,
+                          index=None if f.index is None else f.index + shift)
+    for first, count in sorted(unchecked.items()):
+        yield Finding("undescribed", MEDIUM, first << PAGE_SHIFT, count, None, None,
+                      f"{count} referenced page(s) from PFN 0x{first:x} up lie where the preserved set "
+                      "is not described (its region list or pagetable page is not in the image): "
+                      "whether the next kernel keeps them cannot be checked")
+
+
+def _dangling_described(pk: Pkram, refs: RefMap, preserved: List[Tuple[int, int]]) -> Iterator[Finding]:
+    """:func:`_dangling` before the undescribed runs are taken out."""
     starts = [p for p, _n in preserved]
     where = "bitmap bit clear in the identity map" if pk.revision == 1 else "not in the region list"
     i = 0

@@ -72,6 +72,8 @@ class IdentityMap:
     bare_pse: int = 0      # PSE with no bitmap (a THP)
     inconsistencies: int = 0
     diag: Diagnostics = field(default_factory=Diagnostics)
+    #: ``(first_pfn, npages)`` a table entry or page that cannot be read would have described
+    undescribed: List[Tuple[int, int]] = field(default_factory=list)
 
     @property
     def runs(self) -> List[Tuple[int, int]]:
@@ -197,6 +199,7 @@ def walk_table(walk: _Walk, table_pfn: int, depth: int, base: int) -> None:
     span = PTRS_PER_TABLE << _SHIFTS[walk.result.levels][depth]
     entries = read_table(walk, table_pfn, names[depth], _not_described(base, span))
     if entries is None:
+        walk.result.undescribed.append((base >> PAGE_SHIFT, span >> PAGE_SHIFT))
         return
     if depth == len(names) - 1:
         walk_pmd_table(walk, entries, base, table_pfn)
@@ -244,10 +247,12 @@ def walk_upper_table(walk: _Walk, entries: array, depth: int, base: int, table_p
             return
         if e & ~_PHYS_MASK or e & (PAGE_SIZE - 1):
             walk.finding("bad-table-entry", f"{name}[{i}] = 0x{e:x} is not a raw page address", table_pfn)
+            walk.result.undescribed.append(((base + (i << shift)) >> PAGE_SHIFT, 1 << shift - PAGE_SHIFT))
             continue
         child = e >> PAGE_SHIFT
         if child in walk.visited:
             walk.finding("cycle", f"{name}[{i}] points back at table page 0x{child:x}", table_pfn)
+            walk.result.undescribed.append(((base + (i << shift)) >> PAGE_SHIFT, 1 << shift - PAGE_SHIFT))
             continue
         if len(walk.visited) > walk.image_pfns:
             walk.finding("chain-too-long", "more table pages than the image has pages", table_pfn)
@@ -271,6 +276,8 @@ def walk_pmd_table(walk: _Walk, entries: array, base: int, table_pfn: int) -> No
         bitmap = walk.pmd_entry(walk, e, base + (i << PMD_SHIFT), table_pfn)
         if bitmap:
             add_bitmap_runs(walk.result, bitmap, (base >> PAGE_SHIFT) + i * PTRS_PER_TABLE)
+        elif bitmap is None:
+            walk.result.undescribed.append(((base >> PAGE_SHIFT) + i * PTRS_PER_TABLE, PTRS_PER_TABLE))
 
 
 def add_bitmap_runs(result: IdentityMap, bitmap: bytes, first_pfn: int) -> None:

@@ -13,13 +13,14 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..core import streams
 from ..core.chains import read_meta_page
-from ..core.physmem import PAGE_SIZE, PhysicalMemory
+from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.problems import ERROR, INFO, WARNING, Diagnostics, Place
 from ..core.ranges import RangeTable, merge_ranges
 from ..core.streams import PageStream
 from . import format as fmt
 from .lists import byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
 from .idmap import SLAB, V1, PagingChoice, infer_paging_levels
+from .pagetable import merge_runs
 from .regions import RegionList, pkram_regions
 
 __all__ = ["PreservedObject", "Pkram", "detect_v2_v3"]
@@ -203,6 +204,16 @@ class Pkram:
             self.diag.add("v2-pagetable", INFO, "v2/v3 kernels do not hand the pagetable over; ranges "
                           "come from the region list only", self.sb.pfn)
         return merge_ranges(groups, maximal=maximal)
+
+    def undescribed(self) -> List[Tuple[int, int]]:
+        """``(first_pfn, npages)`` runs :meth:`ranges` cannot describe: a region list that
+        breaks off, identity-map pages or entries that cannot be read. Call after :meth:`ranges`."""
+        runs = list(self.paging.table.undescribed) if self.paging is not None else []
+        regions = self._regions
+        if regions is not None and regions.undescribed_from is not None:
+            first = regions.undescribed_from >> PAGE_SHIFT
+            runs.append((first, (1 << 52) - first))
+        return merge_runs(runs)
 
     @property
     def runtime(self) -> bool:

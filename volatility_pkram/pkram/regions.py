@@ -13,7 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add, rshift, sub
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from . import format as fmt
 from ..core import isf
@@ -39,6 +39,9 @@ class RegionList:
     #: strictly above the end of the previous one (set by :func:`pkram_regions`
     #: when every list page passed :func:`_clean_page` so; False claims nothing)
     maximal: bool = False
+    #: the list breaks off at a page that cannot be read: nothing from this byte address up
+    #: is described (None: the list was read to its end)
+    undescribed_from: Optional[int] = None
 
     @property
     def regions(self) -> List[Tuple[int, int]]:
@@ -179,6 +182,7 @@ def _cut_short(diag: Diagnostics, sb: fmt.SuperBlock, result: RegionList, last_e
                if plausible_count and sb.nr_regions > len(result.bases) else "the remaining regions")
     above = (f"physical addresses from 0x{last_end:x} up" if last_end >= 0
              else "no region at all")
+    result.undescribed_from = max(last_end, 0)
     diag.add("ranges-incomplete", ERROR, f"the region list breaks off at page 0x{wanted:x} after "
              f"{len(result.bases)} region(s): {missing} are not described ({above})", wanted,
              Place(label="region list"))
