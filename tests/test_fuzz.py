@@ -5,7 +5,7 @@ Each example copies a generated image, overwrites a few u64 words of its PKRAM
 metadata pages (super block, nodes, objs, links, byte pages, table pages, region
 list) with hostile values, and opens it as a plugin does: the ``pkram=`` search or
 ``--sb-pfn`` on handed-over images, page carving on runtime (pre-kexec) images, then
-every range and every stream. The only acceptable outcomes are results and
+every range and every stream, and (half the time) the audit. The only acceptable outcomes are results and
 recorded problems, within 60 s; and every object none of whose pages the mutation
 touched (tests/pkram_truth.py: its node, the objs before it, its links and byte
 pages, found in the pristine image with plain ``struct``) is recovered
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import pkram_truth as truth
 from volatility_pkram.core.physmem import BytesMemory
+from volatility_pkram.pkram.audit import audit_pkram
 from volatility_pkram.pkram.choose import OpenOptions
 
 EXAMPLES = int(os.environ.get("PKRAM_FUZZ_EXAMPLES", "60"))
@@ -90,8 +91,10 @@ def test_mutated_metadata_costs_only_what_depends_on_it(images, data):
     sb_pfn = None if name in RUNTIME else data.draw(st.sampled_from([None, manifest["sb_pfn"]]))
     carve = "auto" if sb_pfn is not None else data.draw(st.sampled_from(["auto", "always"]))
     start = time.monotonic()
-    _choice, _pk, got, _problems = truth.recover(BytesMemory(buf), OpenOptions(sb_pfn=sb_pfn,
-                                                                               carve=carve))
+    mem = BytesMemory(buf)
+    _choice, pk, got, _problems = truth.recover(mem, OpenOptions(sb_pfn=sb_pfn, carve=carve))
+    if pk is not None and data.draw(st.booleans()):
+        audit_pkram(pk, now_ns=0)                 # what pkram.audit and pkram.report run
     assert time.monotonic() - start < RUN_LIMIT
     lost = truth.lost_objects(manifest, paths, touched, got)
     assert not lost, (f"{name}: pages {sorted(hex(p) for p in touched)} touched; intact objects "
