@@ -328,3 +328,14 @@ def test_elf_repeated_claim_is_not_damage():
     found = _inspect(buf)
     assert any("claimed by two segments" in f.message for f in found.findings)
     assert [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
+
+
+def test_lime_resync_gives_up_on_look_alikes():
+    """Past a damaged header, more than 4096 look-alike magics: the search stops, the rest is reported."""
+    lookalikes = (container.LIME_MAGIC.to_bytes(4, "little") + bytes(28)) * 5000
+    raw = bytes(4096) + lookalikes + bytes(4096)
+    buf, hd = lime_bytes(raw, [(0, 4096), (4096, 4096 + len(lookalikes)), (4096 + len(lookalikes), len(raw))])
+    put(buf, hd[1] + 16, "<Q", 0)                    # the second header's end below its start
+    found = _inspect(buf)
+    assert [(s.phys, s.length) for s in found.segments] == [(0, 4096)]
+    assert any("too many look-alikes" in f.message for f in found.findings)

@@ -271,9 +271,17 @@ def plausible_range(phys: int, length: int) -> bool:
     return length > 0 and 0 <= phys and phys + length <= MAX_PHYS
 
 
+#: :func:`find_magic` gave up: too many candidates that were not accepted
+GAVE_UP = -1
+
+
 def find_magic(read: Reader, start: int, size: int, magic: bytes,
                accept: Callable[[int], bool]) -> Optional[int]:
-    """The first offset >= ``start`` holding ``magic`` that ``accept``s (bounded scan)."""
+    """The first offset >= ``start`` holding ``magic`` that ``accept``s (bounded scan).
+
+    None when there is none before the end of the file; :data:`GAVE_UP`
+    after too many candidates were turned down.
+    """
     pos, tried = start, 0
     while pos < size and tried < _RESYNC_CANDIDATES:
         chunk = read(pos, min(_RESYNC_CHUNK + len(magic) - 1, size - pos))
@@ -286,4 +294,4 @@ def find_magic(read: Reader, start: int, size: int, magic: bytes,
                 return pos + i
             i = chunk.find(magic, i + 1)
         pos += max(len(chunk) - len(magic) + 1, 1)
-    return None
+    return GAVE_UP if tried >= _RESYNC_CANDIDATES else None

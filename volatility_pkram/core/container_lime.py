@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .container import (LIME_HEADER, LIME_MAGIC, MAX_LIME_RANGES, Container, Reader, Segment,
-                        _LIME_MAGIC_BYTES, find_magic, plausible_range)
+from .container import (GAVE_UP, LIME_HEADER, LIME_MAGIC, MAX_LIME_RANGES, Container, Reader,
+                        Segment, _LIME_MAGIC_BYTES, find_magic, plausible_range)
 
 __all__ = ["parse_lime", "looks_like_lime"]
 
@@ -135,6 +135,11 @@ class _Chain:
         data_off = off + _HSIZE
         claimed = end - start + 1 if end >= start else None
         nxt, chained = self.next_header(data_off, claimed)
+        if nxt == GAVE_UP:
+            self.found.note("error", f"LiME header at file offset 0x{off:x} does not lead to the next "
+                                     f"header, and too many look-alikes follow to find it: the rest "
+                                     f"of the file ({self.size - data_off} bytes) not read")
+            return None
         sound = magic == LIME_MAGIC and version == 1 and plausible_range(start, claimed or 0)
         if chained and sound:
             self.accept(start, claimed, data_off)
