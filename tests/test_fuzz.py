@@ -5,8 +5,9 @@ Each example copies a generated image, overwrites a few u64 words of its PKRAM
 metadata pages (super block, nodes, objs, links, byte pages, table pages, region
 list) with hostile values, and opens it as a plugin does: the ``pkram=`` search or
 ``--sb-pfn`` on handed-over images, page carving on runtime (pre-kexec) images, then
-every range and every stream, and (half the time) the audit. The only acceptable outcomes are results and
-recorded problems, within 60 s; and every object none of whose pages the mutation
+every range and every stream, and (half the time) the audit. The only acceptable
+outcomes are results and recorded problems, within 60 s; and every object none of
+whose pages the mutation
 touched (tests/pkram_truth.py: its node, the objs before it, its links and byte
 pages, found in the pristine image with plain ``struct``) is recovered
 byte-exact, as the generator's manifest says.
