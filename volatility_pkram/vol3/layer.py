@@ -8,6 +8,7 @@ plugin's ``primary`` layer (which is a kernel virtual layer when a kernel
 symbol table matched the image).
 
     mem = LayerMemory(plugin.context, physical_layer(plugin.context, plugin.config["primary"]))
+    mem = plugin_memory(plugin)      # the same, container errors as the plugin's error line
 
 Container sanity (issue #19, README "Damaged containers") comes first: the
 LiME or ELF headers of the image file are checked by the library
@@ -20,8 +21,9 @@ layer it is given (a raw fallback, a volatility layer built from bad
 headers), logs the findings, and raises
 :class:`~volatility_pkram.core.container.ContainerError` when nothing is
 usable; :func:`plugin_memory` turns that into one ``pkram: error:`` line
-(``kho: error:`` for kho.*/luo.*) and exit status 1 (unreadable input). A read through
-volatility that fails becomes a missing range, counted and logged.
+(``kho: error:`` for kho.*/luo.*) and exit status 1 (unreadable input). A
+read through volatility that fails becomes a missing range, counted and
+logged.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from volatility3.framework.layers import intel, physical, segmented
 
 from ..core.container import Container, ContainerError, inspect
 from ..core.physmem import PhysicalMemory, file_data_segments
-
 from . import report
 
 __all__ = ["LayerMemory", "physical_layer", "plugin_memory", "CheckedContainerLayer",
