@@ -243,7 +243,7 @@ class _NodeWalk:
                 good += 1
             else:
                 self.damaged(f"first link 0x{head:x} of obj 0x{obj.pfn:x} is not a pkram_link")
-        self.nc.links += good
+        self.nc.links += 1 if good else 0      # objs with a good first link, as before grading
         # v1: the byte stream is one data page, evidence of its own
         return bool(good) or (obj.revision == 1 and 0 < obj.data_pfn < self.mem.max_pfn)
 
