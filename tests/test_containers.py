@@ -223,6 +223,17 @@ def test_unusable_container_refused(fmt, damage, words, source, tmp_path, vol):
         assert len(errors) == 1 and words in errors[0] and "container" in errors[0], res.stderr
 
 
+def test_unreadable_avml_is_not_raw(source, tmp_path, vol):
+    """An AVML file volatility cannot stack (damaged frames here) is refused, never read as raw."""
+    path = tmp_path / "damaged.avml"
+    head = struct.pack("<IIQQQ", container.AVML_MAGIC, 2, 0, 0xFFFFF, 0)
+    path.write_bytes(head + b"\xff\x06\x00\x00sNaPpY" + b"\x01\xff\xff\x00" + source[0][:1 << 20])
+    res, _t = _timed(vol, path, "pkram.scan", output=False)
+    assert res.rc == 1, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("pkram: error:")]
+    assert len(errors) == 1 and "AVML" in errors[0], res.stderr
+
+
 def test_intact_containers_unchanged(source, tmp_path, vol):
     """An intact LiME or ELF core is left to volatility's own layers: no finding, files exact."""
     for fmt in ("lime", "elf"):

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 __all__ = ["Segment", "Finding", "Container", "ContainerError", "inspect", "inspect_file",
-           "MAX_PHYS", "LIME_MAGIC"]
+           "MAX_PHYS", "LIME_MAGIC", "AVML_MAGIC"]
 
 Reader = Callable[[int, int], bytes]
 
 LIME_MAGIC = 0x4C694D45
 LIME_HEADER = struct.Struct("<IIQQQ")        # magic, version, start, end (inclusive), reserved
 _LIME_MAGIC_BYTES = LIME_MAGIC.to_bytes(4, "little")
-_SNAPPY_STREAM = b"\xff\x06\x00\x00sNaPpY"   # AVML: LiME version 2 headers + snappy frames
+AVML_MAGIC = 0x4C4D5641                       # "AVML": LiME-like headers, version 2, snappy frames
 ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
 ELF_PHDR = struct.Struct("<IIQQQQQQ")         # type, flags, offset, vaddr, paddr, filesz, memsz, align
 ELF_SHDR0 = struct.Struct("<IIQQQQIIQQ")
@@ -100,7 +100,7 @@ class Finding(NamedTuple):
 class Container:
     """What :func:`inspect` found: the format, the usable segments, the findings."""
 
-    kind: str                      # "raw", "lime", "elf" or "avml" (left to volatility)
+    kind: str                      # "raw", "lime", "elf" or "avml" (read by volatility only)
     size: int
     segments: List[Segment] = field(default_factory=list)
     findings: List[Finding] = field(default_factory=list)
@@ -108,8 +108,8 @@ class Container:
 
     @property
     def checked(self) -> bool:
-        """True for the formats this module checks (LiME, ELF)."""
-        return self.kind in ("lime", "elf")
+        """True for the container formats recognised here (LiME, ELF; AVML is only recognised)."""
+        return self.kind in ("lime", "elf", "avml")
 
     @property
     def damaged(self) -> bool:
@@ -126,13 +126,15 @@ class Container:
 
     @property
     def label(self) -> str:
-        return {"lime": "LiME", "elf": "ELF core"}.get(self.kind, self.kind)
+        return {"lime": "LiME", "elf": "ELF core", "avml": "AVML"}.get(self.kind, self.kind)
 
     def note(self, severity: str, message: str) -> None:
         self.findings.append(Finding(severity, message))
 
     def describe_failure(self) -> str:
         reasons = "; ".join(f.message for f in self.findings[:3]) or "no ranges"
+        if self.kind == "avml":
+            return f"{self.label} container that volatility could not read: {reasons}"
         return f"{self.label} container damaged beyond use, nothing can be read: {reasons}"
 
     def summary(self) -> str:
@@ -145,10 +147,11 @@ def detect(head: bytes) -> str:
     """The container format of a file from its first 48 bytes."""
     if head[:4] == b"\x7fELF":
         return "elf"
-    if len(head) >= 4 and int.from_bytes(head[:4], "little") == LIME_MAGIC:
-        if len(head) >= 8 and int.from_bytes(head[4:8], "little") == 2 and head[32:42] == _SNAPPY_STREAM:
-            return "avml"
+    magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else None
+    if magic == LIME_MAGIC:
         return "lime"
+    if magic == AVML_MAGIC:
+        return "avml"
     return "raw"
 
 
@@ -165,6 +168,10 @@ def inspect(read: Reader, size: int) -> Container:
     elif kind == "elf":
         from .container_elf import parse_elf
         parse_elf(read, found)
+    elif kind == "avml":
+        found.note("error", "AVML image (snappy-compressed LiME): only volatility's AVML layer "
+                            "reads it (it needs libsnappy); never read as a raw file")
+        return found
     else:
         return found
     resolve_overlaps(found, read)

@@ -187,8 +187,8 @@ def checked_layer(context: interfaces.context.ContextInterface,
     if bottom is None:
         return layer
     found = inspect_layer(bottom)
-    if not found.checked:
-        return layer
+    if not found.checked or (found.kind == "avml" and layer is not bottom):
+        return layer                      # raw, or AVML that volatility's own layer reads
     if not found.usable:
         raise ContainerError(found)
     if found.damaged or found.slow_for_volatility or layer is bottom:
