@@ -350,3 +350,24 @@ def test_lime_resync_gives_up_on_look_alikes():
     found = _inspect(buf)
     assert [(s.phys, s.length) for s in found.segments] == [(0, 4096)]
     assert any("too many look-alikes" in f.message for f in found.findings)
+
+
+def test_raw_fallback_layer_read_through_checked_segments(source, tmp_path):
+    """Given the plain file layer of a damaged LiME (volatility's raw fallback), LayerMemory reads
+    through the checked segments, never the file as raw memory; the findings are on ``container``."""
+    from volatility3.framework import contexts
+    from volatility3.framework.layers import physical
+    from volatility_pkram.vol3.layer import CheckedContainerLayer, LayerMemory
+
+    raw = source[0]
+    path = _build(source, tmp_path, "lime", _lime_version_2)
+    ctx = contexts.Context()
+    ctx.config["FileLayer.location"] = path.as_uri()
+    ctx.add_layer(physical.FileLayer(ctx, "FileLayer", "FileLayer"))
+    mem = LayerMemory(ctx, ctx.layers["FileLayer"])
+    assert isinstance(mem.layer, CheckedContainerLayer)
+    assert mem.container is not None and mem.container.damaged
+    assert [(a, b) for a, b in mem.extents] == [(0, 0xA0000), (1 << 20, 16 << 20)]
+    for addr in (0, 0x9F000, 1 << 20, (16 << 20) - 4096):
+        assert mem.read(addr, 4096) == raw[addr:addr + 4096]
+    assert all(mem.is_present(a, b - a) for a, b in mem.data_extents())

@@ -220,6 +220,8 @@ class LayerMemory(PhysicalMemory):
                  layer: interfaces.layers.DataLayerInterface):
         layer = checked_layer(context, layer)
         self.layer = layer
+        #: the container check (its findings) when the image is read through a CheckedContainerLayer
+        self.container: Optional[Container] = getattr(layer, "container", None)
         self._fd = -1
         self.missing_reads = 0           # reads volatility failed: read as missing
         end = layer.maximum_address + 1
