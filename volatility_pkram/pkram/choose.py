@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Union
 
 from . import format as fmt
 from .carve import CarveResult
-from .locate import Candidate, LocateError, Location
+from .locate import Candidate, LocateError, Location, damage_warnings
 from .reader import Pkram
 from ..core.physmem import PhysicalMemory
 from ..core.problems import Diagnostics
@@ -126,7 +126,7 @@ def from_carving(res: CarveResult, revision: Optional[int] = None) -> Optional[C
                             "block: " + ", ".join(f"0x{n.node.pfn:x} {n.node.name!r}"
                                                   for n in runtime[:8]))
         loc = Location("page carving (super block signature)", best, list(res.super_blocks), [],
-                       notes, warnings)
+                       notes, warnings + damage_warnings(best))
         return Choice(loc, best.sb)
     if not runtime:
         return None

@@ -24,7 +24,8 @@ from ..core.physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, Unre
 from ..core.problems import Diagnostics
 
 __all__ = ["Token", "Candidate", "Location", "kstrtoul_hex", "find_pkram_tokens",
-           "tokens_in_text", "check_super_block", "locate_super_block", "LocateError"]
+           "tokens_in_text", "check_super_block", "locate_super_block", "LocateError",
+           "damage_warnings"]
 
 _TOKEN = re.compile(rb"pkram=")   # for short, non-physical text (command lines)
 #: what may precede a boot parameter: start of the command line, white space, a quote
@@ -265,6 +266,14 @@ def check_super_block(mem: PhysicalMemory, pfn: int, revision: Optional[int] = N
     return cand
 
 
+def damage_warnings(cand: Candidate) -> List[str]:
+    """A warning for a chosen super block whose pointed-at structures are damaged or missing."""
+    if cand.verdict != "valid" or not cand.damage:
+        return []
+    return [f"super block 0x{cand.pfn:x} is used although part of what it points at is missing "
+            f"or damaged: {cand.reason}"]
+
+
 def _reject(cand: Candidate, reason: str) -> Candidate:
     cand.verdict, cand.reason = "rejected", reason
     return cand
@@ -406,7 +415,7 @@ def _forced(mem: PhysicalMemory, sb_pfn: int, revision: Optional[int]) -> Locati
     node chain does not, with a warning.
     """
     cand = check_super_block(mem, sb_pfn, revision)
-    loc = Location("--sb-pfn", cand, [cand], [])
+    loc = Location("--sb-pfn", cand, [cand], [], warnings=damage_warnings(cand))
     if cand.verdict == "valid":
         return loc
     if cand.verdict == "empty":
@@ -481,6 +490,7 @@ def _choose(found: _Candidates, notes: List[str], warnings: List[str]) -> Locati
                 f"{seen} pkram= token(s) examined, none points at a valid super block"
                 if seen else "no pkram= boot parameter in the image") +
             "; give the PFN with --sb-pfn if you know it", loc)
+    loc.warnings.extend(damage_warnings(chosen))
     ties = [c for c in usable[1:] if c.score[:4] == chosen.score[:4]]
     if ties:
         loc.warnings.append("several candidates validate equally well: " +
