@@ -7,7 +7,7 @@ import pytest
 from volatility_pkram.pkram import format as fmt
 from volatility_pkram.core import isf
 
-# Offsets transcribed from docs/pkram-format.md sections 1-7 (the spec, not our ISF).
+# Offsets transcribed from docs/pkram-format.md sections 3-7 and 9 (the spec, not our ISF).
 SPEC = {
     1: {
         "pkram_super_block": {"node_pfn": 0x00, "pgd_pfn": 0x08},

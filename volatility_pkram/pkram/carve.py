@@ -7,7 +7,7 @@ still in memory. This module finds them by what their pages look like:
 * v2/v3 super blocks start with ``PKRAM_MAGIC``;
 * v1 super blocks hold two PFNs (``node_pfn``, ``pgd_pfn``) and zeros;
 * ``pkram_node`` pages hold flags, two PFNs, a printable NUL-terminated name
-  and zeros (the node-page signature, format sec. 2);
+  and zeros (the node-page signature, format sec. 4);
 * the v1 identity-map root (the static ``pkram_pgd`` before the reboot) holds
   a few raw page addresses and zeros.
 

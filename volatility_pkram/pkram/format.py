@@ -131,7 +131,7 @@ class Node:
     obj_pfn: int
     next_pfn: int
     name_raw: bytes
-    problems: tuple = ()   # why the page does not look like a node (signature, sec. 2)
+    problems: tuple = ()   # why the page does not look like a node (signature, format doc sec. 4)
 
     @property
     def name(self) -> str:

@@ -84,7 +84,7 @@ MODULE_PARM_DESC(test_bytes, "also save the non-tmpfs node test-bytes");
 
 #define GT(fmt, ...) pr_info("PKRAMGT " fmt "\n", ##__VA_ARGS__)
 
-/* ---- on-memory structures (see docs/pkram-format.md sections 1-4, 7) ---- */
+/* ---- on-memory structures (see docs/pkram-format.md sections 3-7, 9) ---- */
 
 typedef u64 pkram_entry_t;
 
