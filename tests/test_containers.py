@@ -371,3 +371,19 @@ def test_raw_fallback_layer_read_through_checked_segments(source, tmp_path):
     for addr in (0, 0x9F000, 1 << 20, (16 << 20) - 4096):
         assert mem.read(addr, 4096) == raw[addr:addr + 4096]
     assert all(mem.is_present(a, b - a) for a, b in mem.data_extents())
+
+
+def test_many_intact_program_headers(source, tmp_path, vol):
+    """An intact core with thousands of PT_LOADs is not damage: no finding, read through the
+    checked segments (volatility's ELF layer would build one object per header), files exact."""
+    raw, manifest = source[0], source[1]
+    pages = [(a, a + 4096) for a in range(0, len(raw), 4096) if not 0xA0000 <= a < 0x100000]
+    buf, _ph = elf_bytes(raw, pages)
+    found = _inspect(buf)
+    assert not found.damaged and found.slow_for_volatility and found.headers == len(pages)
+    path = tmp_path / "many.elf"
+    path.write_bytes(buf)
+    res, elapsed = _timed(vol, path, "pkram.extract")
+    assert "container:" not in res.stderr, res.stderr
+    _check_files(res, manifest)
+    assert elapsed < 15, f"pkram.extract took {elapsed:.1f} s"

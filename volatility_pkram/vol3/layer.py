@@ -161,15 +161,16 @@ def _log_findings(found: Container) -> None:
     if id(found) in _LOGGED or not (found.damaged or found.slow_for_volatility):
         return
     _LOGGED[id(found)] = found
+    if not found.damaged:
+        vollog.info(f"container: {found.headers} program headers: read with volatility_pkram's "
+                    f"segment table (volatility's ELF layer would take seconds to build)")
+        return
     vollog.warning(f"container: {found.summary()}")
     for f in found.findings[:_MAX_LOGGED_FINDINGS]:
         vollog.log(logging.ERROR if f.severity == "error" else logging.WARNING,
                    f"container: {found.label}: {f.message}")
     if len(found.findings) > _MAX_LOGGED_FINDINGS:
         vollog.warning(f"container: {len(found.findings) - _MAX_LOGGED_FINDINGS} more findings")
-    if not found.damaged:
-        vollog.info(f"container: {found.headers} program headers: read with volatility_pkram's "
-                    f"segment table (volatility's ELF layer would take seconds to build)")
 
 
 def checked_layer(context: interfaces.context.ContextInterface,
