@@ -134,6 +134,14 @@ def _elf_phnum_65535(buf, ph, e, f):
     put(buf, 56, "<H", 65535)
 
 
+def _elf_magic(buf, ph, e, f):
+    buf[0:4] = b"\x00ELG"
+
+
+def _lime_first_magic(buf, hd, e, f):
+    put(buf, 0, "<Q", 0x0000000712345678)            # magic and version of the first header
+
+
 def _lime_end_huge(buf, hd, e, f):
     put(buf, hd[f[0]] + 16, "<Q", 2**63)
 
@@ -161,6 +169,8 @@ REPAIRED = [
     ("elf", _elf_phoff_past, "right after the ELF header"),
     ("elf", _elf_overlap, "claimed by two segments"),
     ("elf", _elf_phnum_65535, "e_phnum 65535 overstates the table"),
+    ("elf", _elf_magic, "ELF magic damaged"),
+    ("lime", _lime_first_magic, "magic and version 7: read as version 1"),
     ("lime", _lime_end_huge, "before the next header"),
     ("lime", _lime_version_2, "version 2: read as version 1"),
     ("lime", _lime_overlap, "claimed by two segments"),
@@ -280,6 +290,23 @@ def test_elf_pn_xnum_and_short_table():
     found = _inspect(buf)
     assert any("right after the ELF header" in f.message for f in found.findings)
     assert [(s.phys, s.length) for s in found.segments] == [(0, 8192), (8192, 8192)]
+
+
+def test_damaged_first_magic_still_recognised():
+    """A LiME whose first magic and version are damaged, an ELF core whose magic is: recognised
+    by the rest of their headers, read through their segments, the damage reported."""
+    raw = bytes(range(256)) * 64
+    buf, hd = lime_bytes(raw, [(0, 4096), (8192, 16384)])
+    put(buf, 0, "<Q", 0x0000000712345678)            # magic and version of the first header
+    found = _inspect(buf)
+    assert found.kind == "lime" and [(s.phys, s.length) for s in found.segments] == [(0, 4096), (8192, 8192)]
+    assert found.damaged
+    buf, _ph = elf_bytes(raw, [(0, 8192), (8192, 16384)])
+    buf[0:4] = b"\x00ELG"
+    found = _inspect(buf)
+    assert found.kind == "elf" and [(s.phys, s.length) for s in found.segments] == [(0, 8192), (8192, 8192)]
+    assert any("ELF magic damaged" in f.message for f in found.findings)
+    assert _inspect(bytes(raw)).kind == "raw"
 
 
 def test_lime_trailing_bytes_and_bad_magic():

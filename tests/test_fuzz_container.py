@@ -39,7 +39,7 @@ LIMIT_S = 60
 LIME_FIELDS = [("magic", 0, "<I"), ("version", 4, "<I"), ("start", 8, "<Q"), ("end", 16, "<Q")]
 PHDR_FIELDS = [("p_type", 0, "<I"), ("p_offset", 8, "<Q"), ("p_paddr", 24, "<Q"),
                ("p_filesz", 32, "<Q"), ("p_memsz", 40, "<Q")]
-EHDR_FIELDS = [("ei_class", 4, "<B"), ("e_type", 16, "<H"), ("e_phoff", 32, "<Q"),
+EHDR_FIELDS = [("ei_magic", 0, "<I"), ("ei_class", 4, "<B"), ("e_type", 16, "<H"), ("e_phoff", 32, "<Q"),
                ("e_shoff", 40, "<Q"), ("e_phentsize", 54, "<H"), ("e_phnum", 56, "<H")]
 _MASK = {"<B": 0xFF, "<H": 0xFFFF, "<I": 0xFFFFFFFF, "<Q": 2**64 - 1}
 

@@ -158,9 +158,10 @@ def detect(head: bytes) -> str:
 def inspect(read: Reader, size: int) -> Container:
     """Check the container headers of a file of ``size`` bytes read through ``read``."""
     kind = detect(read(0, 48)) if size > 0 else "raw"
-    if kind == "raw" and size > 0:
+    if kind == "raw" and size > 0:       # a container whose first magic alone is damaged
+        from .container_elf import looks_like_elf
         from .container_lime import looks_like_lime
-        kind = "lime" if looks_like_lime(read, size) else kind
+        kind = "lime" if looks_like_lime(read, size) else "elf" if looks_like_elf(read, size) else kind
     found = Container(kind, size)
     if kind == "lime":
         from .container_lime import parse_lime

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 from .container import (ELF_HEADER, ELF_PHDR, ELF_SHDR0, MAX_PHDRS, MAX_PHYS, PN_XNUM, PT_LOAD,
                         Container, Finding, Reader, Segment, _subtract)
 
-__all__ = ["parse_elf"]
+__all__ = ["parse_elf", "looks_like_elf"]
 
 _PHENT = ELF_PHDR.size
 _CHUNK = 1 << 16              # program headers read per call
@@ -166,6 +166,19 @@ def _attempt(read: Reader, found: Container, phoff: int, count: int) -> Tuple[Li
     return segments, trial.findings
 
 
+def looks_like_elf(read: Reader, size: int) -> bool:
+    """An ELF core whose magic alone is damaged: 64-bit little-endian, ET_CORE, the header
+    sizes of an ELF64 file and a program header table right after the header."""
+    data = read(0, ELF_HEADER.size)
+    if len(data) < ELF_HEADER.size:
+        return False
+    (ident, e_type, _m, _v, _e, phoff, _s, _f, ehsize, phentsize, phnum, _se, _sn,
+     _ss) = ELF_HEADER.unpack(data)
+    return (ident[4:6] == b"\x02\x01" and e_type == 4 and ehsize == ELF_HEADER.size
+            and phentsize == _PHENT and phoff == ELF_HEADER.size and 0 < phnum
+            and phoff + phnum * _PHENT <= size)
+
+
 def parse_elf(read: Reader, found: Container) -> None:
     """Fill ``found`` with the usable ``PT_LOAD`` segments of an ELF core and the findings."""
     data = read(0, ELF_HEADER.size)
@@ -174,6 +187,9 @@ def parse_elf(read: Reader, found: Container) -> None:
         return
     (ident, e_type, _m, _v, _e, phoff, shoff, _f, _eh, phentsize, phnum, shentsize,
      _sn, _ss) = ELF_HEADER.unpack(data)
+    if ident[:4] != b"\x7fELF":
+        found.note("warning", f"ELF magic damaged ({ident[:4].hex()}): read as an ELF core "
+                              f"(64-bit, ET_CORE, program headers right after the ELF header)")
     if ident[4] != 2 or ident[5] != 1:
         found.note("error", f"ELF class {ident[4]}, data encoding {ident[5]}: not a 64-bit "
                             f"little-endian core")

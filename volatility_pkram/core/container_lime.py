@@ -155,9 +155,13 @@ class _Chain:
 
 
 def looks_like_lime(read: Reader, size: int) -> bool:
-    """A first header whose magic alone is damaged: version 1 and a range that chains on."""
+    """A first header whose magic is damaged: its range chains on to another header, and
+    either its version is 1 or that next header is sound."""
     hdr = _header(read, 0)
-    return hdr is not None and hdr[1] == 1 and _lands(read, 0, size, hdr[2], hdr[3])
+    if hdr is None or not _lands(read, 0, size, hdr[2], hdr[3]):
+        return False
+    landing = _HSIZE + hdr[3] - hdr[2] + 1
+    return hdr[1] == 1 or (landing < size and _sound(read, landing, size))
 
 
 def parse_lime(read: Reader, found: Container) -> None:
