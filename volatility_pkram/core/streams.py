@@ -286,13 +286,15 @@ class PageMap:
         if cur is not None:
             yield tuple(cur)
 
-    def extents(self, length: int) -> Optional[List[Tuple[int, int]]]:
+    def extents(self, length: int, runs: Optional[Sequence[Tuple[int, int, int]]] = None
+                ) -> Optional[List[Tuple[int, int]]]:
         """``(stream_offset, nbytes)`` of the first ``length`` bytes that are not
-        holes (merged); None when the map cannot tell (then assume no holes)."""
+        holes (merged); None when the map cannot tell (then assume no holes).
+        ``runs``: this map's :meth:`byte_runs` of ``length``, when already listed."""
         if self._pfns is None and self._stream is None:
             return None
         out: List[List[int]] = []
-        for off, _phys, n in self.byte_runs(length):
+        for off, _phys, n in self.byte_runs(length) if runs is None else runs:
             if out and out[-1][0] + out[-1][1] == off:
                 out[-1][1] += n
             else:

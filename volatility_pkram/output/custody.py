@@ -92,8 +92,9 @@ class Custody:
             self.hashed += 1
             self._write(self._sums, f"{obj.sha256}  {obj.file}\n")
         extra = {"output_file": obj.file, "status": obj.status, **obj.extra}
-        self._write(self._report, dfxml.fileobject(obj.path, obj.size, obj.sha256, times=obj.times,
-                                                   byte_runs=obj.byte_runs, extra=extra))
+        for part in dfxml.fileobject_parts(obj.path, obj.size, obj.sha256, times=obj.times,
+                                           byte_runs=obj.byte_runs, extra=extra):
+            self._write(self._report, part)
 
     def finish(self, outcome: Mapping[str, object]) -> List[str]:
         """End the report with ``outcome`` and put both files in place; their final names."""

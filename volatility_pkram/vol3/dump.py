@@ -283,7 +283,7 @@ class StreamDump:
         text = "; ".join(n for n in [status(stats)] + notes if n and n != "ok") or "ok"
         self._record(custody.CustodyObject(
             tar_path, final, stats.size, digest, text, _times(meta, ctime_ns),
-            stream.page_map.byte_runs(stats.size), dict(extra or {}, stream=stream.kind)))
+            stream.page_map.byte_runs(stream.length), dict(extra or {}, stream=stream.kind)))
         return Written(final, digest, stats, columns, text)
 
     def _write_file(self, out_name, stream, tar_path, meta, ctime_ns, extents, hashing, stats, sampler):

@@ -15,9 +15,11 @@ a renderer collects rows too (``-r json``).
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
-__all__ = ["Progress", "INTERVAL", "human_size"]
+from ..core.physmem import PAGE_SIZE
+
+__all__ = ["Progress", "INTERVAL", "human_size", "present_bytes", "stream_totals"]
 
 INTERVAL = 0.2
 
@@ -30,6 +32,21 @@ def human_size(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def present_bytes(stream) -> int:
+    """The bytes of an :class:`~volatility_pkram.core.streams.ObjectStream` its pages hold
+    (a stream's work: holes cost nothing)."""
+    return min(stream.length, stream.pages * PAGE_SIZE)
+
+
+def stream_totals(streams: Iterable) -> Tuple[int, int]:
+    """How many streams, and their :func:`present_bytes` in all (one pass, nothing kept)."""
+    count = nbytes = 0
+    for stream in streams:
+        count += 1
+        nbytes += present_bytes(stream)
+    return count, nbytes
 
 
 class Progress:

@@ -6,13 +6,12 @@ from typing import Optional
 from volatility3.framework import interfaces
 from volatility3.framework.renderers import format_hints
 
-from volatility_pkram.core.physmem import PAGE_SIZE
 from volatility_pkram.output import files, outdir
 from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.vol3 import options, rows
 from volatility_pkram.vol3.dump import DumpOptions, OutputStopped, StreamDump, dump_requirements
 from volatility_pkram.vol3.open import open_pkram
-from volatility_pkram.vol3.progress import Progress
+from volatility_pkram.vol3.progress import Progress, present_bytes, stream_totals
 from volatility_pkram.vol3.rowtypes import FileMeta, TriageColumns
 
 TAR_NAME = "pkram-files.tar"
@@ -56,27 +55,28 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
             "Rebuild at most this many bytes of one file (guards against hostile sizes)")]
 
     def _generator(self, opened, dump_options):
-        pk = opened.pk
-        max_size = options.max_file_size(self.config)
-        work = [(node, pobj, stream) for node in pk.nodes() for pobj in pk.objects(node)
-                for stream in pkstreams.object_streams(pk.mem, pobj, max_size)]
-        opened.problems.flush()
-        progress = Progress(self._progress_callback, "pkram.extract", files=len(work),
-                            nbytes=sum(min(s.length, s.pages * PAGE_SIZE) for _n, _o, s in work))
-        facts = {"plugin": "pkram.extract", "route": opened.route, "revision": str(pk.revision),
-                 "super_block_pfn": hex(opened.location.chosen.pfn) if opened.location.chosen else ""}
-        dump = StreamDump.open(self, dump_options, REPORT_NAME, facts)
+        pk, max_size = opened.pk, options.max_file_size(self.config)
+
+        def walk():     # the metadata is walked twice (counting first): nothing is kept meanwhile
+            return ((node, pobj, stream) for node in pk.nodes() for pobj in pk.objects(node)
+                    for stream in pkstreams.object_streams(pk.mem, pobj, max_size))
+
+        progress = Progress(self._progress_callback, "pkram.extract",
+                            *stream_totals(stream for _n, _o, stream in walk()))
+        chosen = opened.location.chosen
+        dump = StreamDump.open(self, dump_options, REPORT_NAME, {
+            "plugin": "pkram.extract", "route": opened.route, "revision": str(pk.revision),
+            "super_block_pfn": hex(chosen.pfn) if chosen else ""})
         try:
-            for node, pobj, stream in work:
-                row = self._row(dump, node, pobj, stream)
-                progress.advance(1, min(row.size, stream.pages * PAGE_SIZE))
-                yield row
+            for node, pobj, stream in walk():
+                yield self._row(dump, node, pobj, stream)
+                progress.advance(1, present_bytes(stream))
         except OutputStopped:
             pass
         finally:
             dump.close()
             progress.done()
-        opened.problems.flush()
+            opened.problems.flush()
 
     @staticmethod
     def _row(dump, node, pobj, stream) -> ExtractRow:

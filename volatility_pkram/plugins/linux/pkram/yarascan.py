@@ -11,7 +11,7 @@ from volatility_pkram.output import streamscan
 from volatility_pkram.pkram import audit, streams as pkstreams
 from volatility_pkram.vol3 import options, rows, yara_rules
 from volatility_pkram.vol3.open import open_pkram
-from volatility_pkram.vol3.progress import Progress
+from volatility_pkram.vol3.progress import Progress, present_bytes, stream_totals
 from volatility_pkram.vol3.rowtypes import YaraMatch
 
 
@@ -50,16 +50,18 @@ class YaraScan(options.PkramPlugin, interfaces.plugins.PluginInterface):
 
     def _file_hits(self, pk, scanner):
         max_size = options.max_file_size(self.config)
-        work = [(node, stream) for node in pk.nodes() for pobj in pk.objects(node)
-                for stream in pkstreams.object_streams(pk.mem, pobj, max_size)]
-        present = [min(s.length, s.pages * PAGE_SIZE) for _node, s in work]
-        progress = Progress(self._progress_callback, "pkram.yarascan", len(work), sum(present))
-        for (node, stream), nbytes in zip(work, present):
+        def walk():     # walked twice (counting first): nothing is kept meanwhile
+            return ((node, stream) for node in pk.nodes() for pobj in pk.objects(node)
+                    for stream in pkstreams.object_streams(pk.mem, pobj, max_size))
+
+        progress = Progress(self._progress_callback, "pkram.yarascan",
+                            *stream_totals(stream for _node, stream in walk()))
+        for node, stream in walk():
             pmap = stream.page_map
             for hit in streamscan.scan_chunks(stream.chunks(StreamStats()), scanner):
                 yield YaraRow(YaraMatch.of(pmap.physical(hit.offset), hit), node.name, stream.name,
                               hit.offset, pmap.pieces(hit.offset, len(hit.data)), stream.kind)
-            progress.advance(1, nbytes)
+            progress.advance(1, present_bytes(stream))
         progress.done()
 
     @staticmethod
