@@ -209,3 +209,22 @@ def test_full_tmpfs_and_read_only_output_directory(image_cache, tmp_path, small_
     assert [line for line in ro.stderr.splitlines() if "error:" in line] == [
         "pkram: error: cannot write under -o: Read-only file system (EROFS)"]
     assert os.listdir(small_tmpfs["ro"]) == []
+
+
+def test_an_interrupted_run_keeps_its_files_and_says_so(tmp_path):
+    d = _dump(outdir.OutputDir(str(tmp_path)), "all.tar")
+    objects = [(f"f{i}", _object_stream(f"f{i}", 2, i)) for i in range(3)]
+
+    def row(item):
+        name, (stream, _data) = item
+        if name == "f1":
+            raise KeyboardInterrupt
+        return d.write(name, stream, f"node/{name}", lambda st: "ok")
+
+    rows = []
+    with pytest.raises(KeyboardInterrupt):
+        for r in d.each(objects, row):
+            rows.append(r)
+    assert [r.file for r in rows] == ["f0"]
+    assert sorted(os.listdir(tmp_path)) == ["SHA256SUMS", "f0", "report.dfxml"]     # no tar, no temp
+    assert "interrupted (KeyboardInterrupt)" in (tmp_path / "report.dfxml").read_text()

@@ -35,7 +35,7 @@ import sys
 import tarfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, NamedTuple, Optional
 from urllib import parse, request
 
 from ..core.streams import ObjectStream, StreamStats
@@ -322,18 +322,44 @@ class StreamDump:
         except OSError as exc:
             self.fault, self.fault_name = exc, custody.SUMS_NAME
 
-    def close(self) -> None:
+    def each(self, items: Iterable, row: Callable, progress=None,
+             weight: Callable = lambda item: 0) -> Iterator:
+        """``row(item)`` for every item (each call writes), until the end or an output
+        fault; then :meth:`close` (also when interrupted). ``progress`` (a
+        :class:`~.progress.Progress`) advances by one file and ``weight(item)`` bytes."""
+        try:
+            for item in items:
+                yield row(item)
+                if progress is not None:
+                    progress.advance(1, weight(item))
+        except OutputStopped:
+            self.close()
+        except BaseException as exc:    # interrupted: the files done stay, the tar goes
+            self.close(interrupted=exc)
+            raise
+        else:
+            self.close()
+        finally:
+            if progress is not None:
+                progress.done()
+
+    def close(self, interrupted: Optional[BaseException] = None) -> None:
         """Finish the tar and the custody record; after a fault, remove the tar, keep the rest,
-        and end the process with :data:`EXIT_OUTPUT_FAULT` once the rows are printed."""
+        and end the process with :data:`EXIT_OUTPUT_FAULT` once the rows are printed.
+
+        ``interrupted``: the run did not reach its end (Ctrl-C, the renderer gave up):
+        the tar is removed and the report says so; the exception is the caller's to raise.
+        """
         tar_note = ""
+        self._interrupted = interrupted
         if self._tar_pending is not None:
-            if self.fault is None:
+            if self.fault is None and interrupted is None:
                 try:
                     self._tar.close()
                     self._tar_pending.commit()
                 except OSError as exc:
                     self.fault, self.fault_name = exc, self.options.tar_name
-            if self.fault is not None:
+            if self.fault is not None or interrupted is not None:
                 self._tar_pending.discard()
                 tar_note = f"; {self.options.tar_name} removed"
         kept = self._finish_custody()
@@ -351,7 +377,10 @@ class StreamDump:
         """Put SHA256SUMS and the report in place; a note for the fault message."""
         if self._custody is None:
             return ""
-        outcome = {"status": "complete" if self.fault is None else "stopped",
+        status = "complete" if self.fault is None else "stopped"
+        if getattr(self, "_interrupted", None) is not None:
+            status = f"interrupted ({type(self._interrupted).__name__})"
+        outcome = {"status": status,
                    "objects": self._custody.objects, "hashed": self._custody.hashed,
                    "files_written": self.written, "renamed_for_clash": self.renamed}
         if self.fault is not None:

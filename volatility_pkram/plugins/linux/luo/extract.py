@@ -6,12 +6,11 @@ from typing import Optional
 from volatility3.framework import interfaces
 
 from volatility3.plugins.linux.kho._shared import FileId, KhoPlugin
-from volatility_pkram.core.physmem import PAGE_SIZE
 from volatility_pkram.kho.outputs import output_items, stream_notes
 from volatility_pkram.output import files
 from volatility_pkram.vol3 import options, rows
-from volatility_pkram.vol3.dump import DumpOptions, OutputStopped, StreamDump, dump_requirements
-from volatility_pkram.vol3.progress import Progress
+from volatility_pkram.vol3.dump import DumpOptions, StreamDump, dump_requirements
+from volatility_pkram.vol3.progress import Progress, present_bytes, stream_totals
 from volatility_pkram.vol3.rowtypes import TriageColumns
 
 TAR_NAME = "luo-files.tar"
@@ -59,25 +58,21 @@ class Extract(KhoPlugin, interfaces.plugins.PluginInterface):
 
     def _generate(self, kho, max_size, dump_options):
         items = list(output_items(kho, max_size))
-        progress = Progress(self._progress_callback, "luo.extract", files=len(items),
-                            nbytes=sum(min(i.stream.length, i.stream.pages * PAGE_SIZE) for i in items))
+        progress = Progress(self._progress_callback, "luo.extract",
+                            *stream_totals(item.stream for item in items))
         facts = {"plugin": "luo.extract", "moment": kho.moment,
                  "fdts": ", ".join(f"{t.role}" for t in kho.trees)}
         dump = StreamDump.open(self, dump_options, REPORT_NAME, facts, "kho")
-        try:
-            for item in items:
-                out = dump.write(item.out_name, item.stream, _tar_path(item),
-                                 lambda stats, item=item: stream_notes(item, stats),
-                                 extra={"session": item.session, "kind": item.kind,
-                                        "token": None if item.token is None else hex(item.token)})
-                progress.advance(1, min(out.stats.size, item.stream.pages * PAGE_SIZE))
-                yield ExtractRow(FileId(item.session, item.token), out.stats.size, out.sha256,
-                                 out.file, out.status, out.triage)
-        except OutputStopped:
-            pass
-        finally:
-            dump.close()
-            progress.done()
+
+        def row(item):
+            out = dump.write(item.out_name, item.stream, _tar_path(item),
+                             lambda stats: stream_notes(item, stats),
+                             extra={"session": item.session, "kind": item.kind,
+                                    "token": None if item.token is None else hex(item.token)})
+            return ExtractRow(FileId(item.session, item.token), out.stats.size, out.sha256,
+                              out.file, out.status, out.triage)
+
+        yield from dump.each(items, row, progress, lambda item: present_bytes(item.stream))
         self.log_findings(kho)
 
     def run(self):

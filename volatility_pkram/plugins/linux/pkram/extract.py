@@ -9,7 +9,7 @@ from volatility3.framework.renderers import format_hints
 from volatility_pkram.output import files, outdir
 from volatility_pkram.pkram import streams as pkstreams
 from volatility_pkram.vol3 import options, rows
-from volatility_pkram.vol3.dump import DumpOptions, OutputStopped, StreamDump, dump_requirements
+from volatility_pkram.vol3.dump import DumpOptions, StreamDump, dump_requirements
 from volatility_pkram.vol3.open import open_pkram
 from volatility_pkram.vol3.progress import Progress, present_bytes, stream_totals
 from volatility_pkram.vol3.rowtypes import FileMeta, TriageColumns
@@ -67,16 +67,9 @@ class Extract(options.PkramPlugin, interfaces.plugins.PluginInterface):
         dump = StreamDump.open(self, dump_options, REPORT_NAME, {
             "plugin": "pkram.extract", "route": opened.route, "revision": str(pk.revision),
             "super_block_pfn": hex(chosen.pfn) if chosen else ""})
-        try:
-            for node, pobj, stream in walk():
-                yield self._row(dump, node, pobj, stream)
-                progress.advance(1, present_bytes(stream))
-        except OutputStopped:
-            pass
-        finally:
-            dump.close()
-            progress.done()
-            opened.problems.flush()
+        yield from dump.each(walk(), lambda item: self._row(dump, *item), progress,
+                             lambda item: present_bytes(item[2]))
+        opened.problems.flush()
 
     @staticmethod
     def _row(dump, node, pobj, stream) -> ExtractRow:
