@@ -3,7 +3,8 @@ only what depends on them.
 
 Each example copies a generated image, overwrites a few u64 words of its PKRAM
 metadata pages (super block, nodes, objs, links, byte pages, table pages, region
-list) with hostile values, and opens it as a plugin does: the ``pkram=`` search or
+list) with hostile values, in a quarter of them also drops a few metadata pages from
+the capture (a LiME gap), and opens it as a plugin does: the ``pkram=`` search or
 ``--sb-pfn`` on handed-over images, page carving on runtime (pre-kexec) images, then
 every range and every stream, and (half the time) the audit. The only acceptable
 outcomes are results and recorded problems, within 60 s; and every object none of
@@ -67,6 +68,18 @@ HOSTILE = st.one_of(
 )
 
 
+def _capture_holes(data, buf, meta):
+    """Drop 1-3 metadata pages from the capture (a LiME gap, a page the dump missed)."""
+    holes = sorted({data.draw(st.sampled_from(meta)) for _ in range(data.draw(st.integers(1, 3)))})
+    segments, start = {}, 0
+    for pfn in holes:
+        if pfn * 4096 > start:
+            segments[start] = buf[start:pfn * 4096]
+        start = (pfn + 1) * 4096
+    segments[start] = buf[start:]
+    return BytesMemory(segments), set(holes)
+
+
 def _mutate(data, raw, meta):
     """Overwrite 1-6 words of metadata pages; the PFNs of the pages that really changed."""
     buf = bytearray(raw)
@@ -89,10 +102,14 @@ def test_mutated_metadata_costs_only_what_depends_on_it(images, data):
     name = data.draw(st.sampled_from(SCENARIOS))
     raw, manifest, meta, paths = images[name]
     buf, touched = _mutate(data, raw, meta)
+    if data.draw(st.integers(0, 3)) == 0:
+        mem, missing = _capture_holes(data, buf, meta)
+        touched |= missing
+    else:
+        mem = BytesMemory(buf)
     sb_pfn = None if name in RUNTIME else data.draw(st.sampled_from([None, manifest["sb_pfn"]]))
     carve = "auto" if sb_pfn is not None else data.draw(st.sampled_from(["auto", "always"]))
     start = time.monotonic()
-    mem = BytesMemory(buf)
     _choice, pk, got, _problems = truth.recover(mem, OpenOptions(sb_pfn=sb_pfn, carve=carve))
     if pk is not None and data.draw(st.booleans()):
         audit_pkram(pk, now_ns=0)                 # what pkram.audit and pkram.report run
