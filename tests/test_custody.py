@@ -190,3 +190,23 @@ def test_luo_extract_keeps_the_same_custody_record(tmp_path):
 def files_tar_path(*parts):
     from volatility_pkram.output.files import tar_path
     return tar_path(*parts)
+
+
+def test_image_sha256_on_request_and_owners_when_asked(image_cache, tmp_path):
+    import hashlib
+    out, manifest = image_cache("v1_basic")
+    image = out / manifest["images"]["raw"]
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    rows, stderr = _run(tmp_path, image, outdir, "--image-sha256", "--restore-owners")
+    root = ET.parse(outdir / "pkram-extract.dfxml").getroot()
+    assert root.find("d:source/d:hashdigest[@type='sha256']", NS).text == \
+        hashlib.sha256(image.read_bytes()).hexdigest()
+    truth = {(f["node"], f["name"]): f for f in manifest["files"]}
+    for row in rows:
+        st = os.stat(outdir / row["File"])
+        f = truth[(row["Node"], row["Name"])]
+        if os.geteuid() == 0:
+            assert (st.st_uid, st.st_gid) == (f["uid"], f["gid"])
+        else:
+            assert "needs root" in stderr

@@ -240,6 +240,8 @@ class StreamDump:
             unwritable = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR)
             sys.stderr.write(f"{prefix}: error: cannot write under -o: {outdir.describe_error(exc)}\n")
             raise SystemExit(1 if unwritable else EXIT_OUTPUT_FAULT) from None
+        if options.restore_owners and not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            vollog.warning(f"{prefix}: --restore-owners needs root; the files keep their owner")
         taken = len(getattr(directory, "preexisting", ()))
         if taken:
             vollog.warning(f"{prefix}: -o already holds {taken} entries; nothing is overwritten: "
