@@ -207,9 +207,9 @@ class Pkram:
 
     def undescribed(self) -> List[Tuple[int, int]]:
         """``(first_pfn, npages)`` runs :meth:`ranges` cannot describe: a region list that
-        breaks off, identity-map pages or entries that cannot be read. Call after :meth:`ranges`."""
+        breaks off, identity-map pages or entries that cannot be read."""
         runs = list(self.paging.table.undescribed) if self.paging is not None else []
-        regions = self._regions
+        regions = self.region_list
         if regions is not None and regions.undescribed_from is not None:
             first = regions.undescribed_from >> PAGE_SHIFT
             runs.append((first, (1 << 52) - first))
