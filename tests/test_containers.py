@@ -414,3 +414,17 @@ def test_many_intact_program_headers(source, tmp_path, vol):
     assert "container:" not in res.stderr, res.stderr
     _check_files(res, manifest)
     assert elapsed < 15, f"pkram.extract took {elapsed:.1f} s"
+
+
+def test_lime_two_damaged_headers_spare_the_one_between():
+    """An end shortened on one header and the magic of the header after next destroyed: the
+    intact header between them is still found (the search accepts a header that leads on to a
+    damaged one) and its range kept."""
+    raw = bytes(range(256)) * 256                              # 64 KiB of memory
+    ranges = [(0, 16384), (16384, 32768), (32768, 49152), (49152, 65536)]
+    buf, hd = lime_bytes(raw, ranges)
+    put(buf, hd[0] + 16, "<Q", 0)                              # range 0: one byte long
+    put(buf, hd[2], "<I", 0)                                   # header 2: magic gone
+    found = _inspect(buf)
+    kept = {(s.phys, s.length) for s in found.segments}
+    assert (16384, 16384) in kept and (32768, 16384) in kept and (49152, 16384) in kept

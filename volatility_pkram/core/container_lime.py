@@ -37,12 +37,16 @@ def _lands(read: Reader, off: int, size: int, start: int, end: int) -> bool:
 
 
 def _sound(read: Reader, off: int, size: int) -> bool:
-    """A valid header at ``off`` whose range ends at the end of the file or at another magic."""
+    """A valid header at ``off`` whose range ends at the end of the file or at another header
+    (one with at least two signs of a header: its own damage does not make this one unsound)."""
     hdr = _header(read, off)
     if hdr is None:
         return False
     magic, version, start, end = hdr
-    return magic == LIME_MAGIC and version == 1 and _lands(read, off, size, start, end)
+    if magic != LIME_MAGIC or version != 1 or end < start or not plausible_range(start, end - start + 1):
+        return False
+    nxt = off + _HSIZE + end - start + 1
+    return nxt == size or (nxt < size and _headerish(read, nxt, size))
 
 
 def _headerish(read: Reader, off: int, size: int) -> bool:
