@@ -210,3 +210,27 @@ def test_image_sha256_on_request_and_owners_when_asked(image_cache, tmp_path):
             assert (st.st_uid, st.st_gid) == (f["uid"], f["gid"])
         else:
             assert "needs root" in stderr
+
+
+#: the DFXML schema's order (dfxml.xsd: dfxml and fileobject are xs:sequence)
+ROOT_ORDER = ["metadata", "creator", "source", "volume", "fileobject"]
+FILEOBJECT_ORDER = ["parent_object", "filename", "partition", "id", "name_type", "filesize", "unalloc",
+                    "alloc", "used", "unused", "orphan", "compressed", "inode", "meta_type", "mode",
+                    "nlink", "uid", "gid", "mtime", "ctime", "atime", "crtime", "seq", "dtime",
+                    "bkup_time", "link_target", "libmagic", "byte_runs", "hashdigest"]
+
+
+def _in_schema_order(elements, order):
+    names = [e.tag.split("}", 1)[1] for e in elements if e.tag.startswith(f"{{{dfxml.DFXML_NS}}}")]
+    positions = [order.index(n) for n in names]
+    return positions == sorted(positions)
+
+
+def test_dfxml_elements_follow_the_schema_order(basic):
+    _m, _rows, outdir, _e, _i, _t = basic
+    root = ET.parse(outdir / "pkram-extract.dfxml").getroot()
+    assert _in_schema_order(list(root), ROOT_ORDER)
+    assert [e.tag for e in root.find("d:metadata", NS)] == [f"{{{dfxml.DC_NS}}}type"]
+    for fo in root.findall("d:fileobject", NS):
+        assert _in_schema_order(list(fo), FILEOBJECT_ORDER)
+        assert fo.find("d:name_type", NS).text == "r"

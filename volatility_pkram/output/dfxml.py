@@ -125,12 +125,13 @@ def fileobject_parts(path: str, size: int, sha256: Optional[str], *,
 
     Formatted directly: a file of 10^5 runs would spend seconds in ElementTree.
     """
-    out = [_el("filename", path), _el("filesize", int(size))]
+    # the element order of the DFXML schema's fileobject sequence
+    out = [_el("filename", path), _el("name_type", "r"), _el("filesize", int(size))]
     if xml_text(path) != path:      # the exact bytes, when XML could not carry them
         extra = dict(extra, name_hex=path.encode("utf-8", "surrogateescape").hex())
     if times:
         out += [_el("mode", int(times["mode"])), _el("uid", int(times["uid"])), _el("gid", int(times["gid"]))]
-        out += [_el(key, iso_ns(times[f"{key}_ns"])) for key in ("mtime", "atime", "ctime")]
+        out += [_el(key, iso_ns(times[f"{key}_ns"])) for key in ("mtime", "ctime", "atime")]
     yield "<fileobject>" + "".join(out) + "<byte_runs>"
     part = []
     for o, a, n in byte_runs:
