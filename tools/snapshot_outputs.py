@@ -110,7 +110,9 @@ def run_one(vol: str, label: str, image: Path, plugin: str, args: list[str], wri
         files = {}
         if writes:
             for p in sorted(outdir.rglob("*")):
-                if p.is_file():
+                if p.is_file() and p.suffix == ".dfxml":    # the run's custody report: its time,
+                    files[str(p.relative_to(outdir))] = "run record"   # paths, command line
+                elif p.is_file():
                     files[str(p.relative_to(outdir))] = [p.stat().st_size, sha256_file(p)]
         return {"image": label, "plugin": plugin, "args": args, "rc": proc.returncode,
                 "stdout": proc.stdout, "stderr": clean_stderr(proc.stderr), "files": files}
