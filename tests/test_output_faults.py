@@ -228,3 +228,21 @@ def test_an_interrupted_run_keeps_its_files_and_says_so(tmp_path):
     assert [r.file for r in rows] == ["f0"]
     assert sorted(os.listdir(tmp_path)) == ["SHA256SUMS", "f0", "report.dfxml"]     # no tar, no temp
     assert "interrupted (KeyboardInterrupt)" in (tmp_path / "report.dfxml").read_text()
+
+
+def test_luo_extract_on_a_full_tmpfs(tmp_path, small_tmpfs):
+    from test_kho_builder import MemfdSpec, build_v4
+    specs = [MemfdSpec("small", 0x10, 3 * 4096, {0: (0, 0x41), 1: (0, 0x42), 2: (0, 0x43)}),
+             MemfdSpec("big", 0x20, 2 << 20, {0: (9, 0x51)})]
+    img, truth, _ = build_v4(specs)
+    image = tmp_path / "luo.raw"
+    image.write_bytes(bytes(img.buf))
+    proc = _run(tmp_path, image, small_tmpfs["small"], "luo.extract")
+    assert proc.returncode == dump.EXIT_OUTPUT_FAULT and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("kho: error: ") and "ENOSPC" in errors[0]
+    rows = json.loads(proc.stdout)
+    written = {r["File"]: r for r in rows}
+    assert sorted(os.listdir(small_tmpfs["small"])) == sorted(list(written) + ["SHA256SUMS", "luo-extract.dfxml"])
+    for name, row in written.items():
+        assert hashlib.sha256((small_tmpfs["small"] / name).read_bytes()).hexdigest() == row["SHA256"]
