@@ -319,7 +319,8 @@ def check_pgd(mem: PhysicalMemory, pfn: int, node_pfns: Iterable[int], revision:
         return pc
     node_pfns = list(node_pfns)
     pc.nodes_marked = sum(1 for n in node_pfns if table.marks(n))
-    if encoding == SLAB and (not node_pfns or pc.nodes_marked < len(node_pfns)):
+    unknown = sum(1 for n in node_pfns if not table.marks(n) and table.undescribes(n))
+    if encoding == SLAB and (not pc.nodes_marked or pc.nodes_marked + unknown < len(node_pfns)):
         pc.reason = (f"a slab-encoded table marking {pc.nodes_marked} of {len(node_pfns)} carved "
                      "node pages")
         return pc
@@ -432,7 +433,9 @@ def recover(mem: PhysicalMemory, hits: Iterable[PageHit], *, revision: Optional[
         # live nodes are marked in pkram_pgd; a node page the live table does not mark
         # is left over from an earlier boot, even when its lists still decode
         for n in res.nodes:
-            if n.valid and n.chained_by is None and not best.paging.table.marks(n.node.pfn):
+            table = best.paging.table
+            if n.valid and n.chained_by is None and not table.marks(n.node.pfn) and \
+                    not table.undescribes(n.node.pfn):
                 n.valid = False
                 n.reason = (f"not marked in the live identity map 0x{best.pfn:x}: a node page left "
                             "over from an earlier boot")

@@ -98,6 +98,10 @@ class IdentityMap:
         i = bisect.bisect_right(self.starts, pfn) - 1
         return i >= 0 and pfn < self.starts[i] + self.counts[i]
 
+    def undescribes(self, pfn: int) -> bool:
+        """True if page ``pfn`` lies where a table page or entry could not be read."""
+        return any(first <= pfn < first + n for first, n in self.undescribed)
+
     def unmarked_tables(self) -> List[int]:
         """Table pages (below the root) the table does not mark as preserved, ascending."""
         pfns = sorted(self.table_pfns)
@@ -187,7 +191,8 @@ def reference_walk(mem: PhysicalMemory, pgd_pfn: int, levels: int, diag: Optiona
     pmd_entry = slab_pmd_entry if encoding == SLAB else v1_pmd_entry
     walk = _Walk(mem, result, pmd_entry, give_up_after, mem.max_pfn, {pgd_pfn})
     walk_table(walk, pgd_pfn, 0, 0)
-    report_walk_end(result, walk.image_pfns, result.unmarked_tables() if encoding == V1 else [])
+    unmarked = result.unmarked_tables() if encoding == V1 else []
+    report_walk_end(result, walk.image_pfns, [p for p in unmarked if not result.undescribes(p)])
     return result
 
 
@@ -223,7 +228,8 @@ def read_table(walk: _Walk, pfn: int, what: str, lost: str = "") -> Optional[arr
     try:
         page = walk.mem.read_page(pfn)
     except UnreadableError as exc:
-        walk.finding("unreadable", f"{what} table page not captured: {exc.reason}{lost}", pfn)
+        # a page the capture lacks says nothing against this reading: not an inconsistency
+        walk.warning("unreadable", f"{what} table page not captured: {exc.reason}{lost}", pfn, ERROR)
         return None
     entries = array("Q")
     entries.frombytes(page)
@@ -352,8 +358,8 @@ def v1_bitmap(walk: _Walk, bitmap_pfn: int, addr: int, full_expected: bool) -> O
     try:
         raw = walk.mem.read(bitmap_pfn << PAGE_SHIFT, BITMAP_BYTES)
     except UnreadableError as exc:
-        walk.finding("unreadable", f"bitmap page not captured: {exc.reason}"
-                     f"{_not_described(addr, 1 << PMD_SHIFT)}", bitmap_pfn)
+        walk.warning("unreadable", f"bitmap page not captured: {exc.reason}"
+                     f"{_not_described(addr, 1 << PMD_SHIFT)}", bitmap_pfn, ERROR)
         return None
     if full_expected and raw != _FULL_BITMAP:
         walk.warning("pse-bitmap-not-full", f"PMD for 0x{addr:x} has PSE but its bitmap is not full; the "
@@ -410,5 +416,5 @@ def slab_bitmap(walk: _Walk, bitmap_addr: int, addr: int) -> Optional[bytes]:
     try:
         return walk.mem.read(bitmap_addr, SLOT_SIZE)
     except UnreadableError as exc:
-        walk.finding("unreadable", f"slab bitmap not captured: {exc.reason}", slab_pfn)
+        walk.warning("unreadable", f"slab bitmap not captured: {exc.reason}", slab_pfn, ERROR)
         return None
