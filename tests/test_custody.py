@@ -2,6 +2,7 @@
 times and modes on disk, SHA256SUMS verified by sha256sum -c, the DFXML report's objects,
 hashes, sizes and physical pages, tar members with original names, re-runs, progress, holes."""
 
+import hashlib
 import json
 import os
 import re
@@ -60,7 +61,11 @@ def test_sha256sums_verifies_inside_the_output_directory(basic):
     proc = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=outdir, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     listed = dict(line.split("  ", 1)[::-1] for line in (outdir / "SHA256SUMS").read_text().splitlines())
-    assert listed == {r["File"]: r["SHA256"] for r in rows}
+    tar_sha = hashlib.sha256((outdir / "pkram-files.tar").read_bytes()).hexdigest()
+    assert listed == {**{r["File"]: r["SHA256"] for r in rows}, "pkram-files.tar": tar_sha}
+    root = ET.parse(outdir / "pkram-extract.dfxml").getroot()
+    assert root.find("p:archive/d:hashdigest", NS).text == tar_sha
+    listed.pop("pkram-files.tar")
     assert sorted(listed.values()) == sorted(f["sha256"] for f in manifest["files"])
 
 
@@ -177,7 +182,7 @@ def test_luo_extract_keeps_the_same_custody_record(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=outdir, capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == len(rows), check.stdout
+    assert check.returncode == 0 and check.stdout.count(": OK") == len(rows) + 1, check.stdout   # + the tar
     root = ET.parse(outdir / "luo-extract.dfxml").getroot()
     digests = {fo.find("d:hashdigest", NS).text for fo in root.findall("d:fileobject", NS)}
     assert {f["sha256"] for f in truth.files} <= digests
@@ -193,7 +198,6 @@ def files_tar_path(*parts):
 
 
 def test_image_sha256_on_request_and_owners_when_asked(image_cache, tmp_path):
-    import hashlib
     out, manifest = image_cache("v1_basic")
     image = out / manifest["images"]["raw"]
     outdir = tmp_path / "o"

@@ -96,6 +96,11 @@ class Custody:
                                            byte_runs=obj.byte_runs, extra=extra):
             self._write(self._report, part)
 
+    def add_archive(self, file: str, sha256: str, size: int) -> None:
+        """Record the run's tar (committed as ``file``): a ``SHA256SUMS`` line, ``pkram:archive``."""
+        self._write(self._sums, f"{sha256}  {file}\n")
+        self._write(self._report, dfxml.archive(file, sha256, size))
+
     def finish(self, outcome: Mapping[str, object]) -> List[str]:
         """End the report with ``outcome`` and put both files in place; their final names."""
         self._write(self._report, dfxml.tail(outcome))

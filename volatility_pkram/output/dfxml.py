@@ -22,7 +22,8 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 from typing import Iterable, Iterator, Mapping, Optional, Tuple
 
-__all__ = ["DFXML_NS", "PKRAM_NS", "head", "fileobject", "fileobject_parts", "tail", "iso_ns", "xml_text"]
+__all__ = ["DFXML_NS", "PKRAM_NS", "head", "fileobject", "fileobject_parts", "archive", "tail", "iso_ns",
+           "xml_text"]
 
 DFXML_NS = "http://www.forensicswiki.org/wiki/Category:Digital_Forensics_XML"
 PKRAM_NS = "urn:volatility-pkram:custody:1"
@@ -144,6 +145,13 @@ def fileobject_parts(path: str, size: int, sha256: Optional[str], *,
         out.append(f'<hashdigest type="sha256">{escape(xml_text(sha256))}</hashdigest>')
     out += [_el(f"pkram:{key}", value) for key, value in dict(extra).items() if value is not None]
     yield "".join(out) + "</fileobject>\n"
+
+
+def archive(file: str, sha256: str, size: int) -> str:
+    """``pkram:archive``: the run's tar under -o, its size and SHA-256."""
+    return (f'<pkram:archive><pkram:output_file>{escape(xml_text(file))}</pkram:output_file>'
+            f'<filesize>{int(size)}</filesize><hashdigest type="sha256">{escape(sha256)}</hashdigest>'
+            f'</pkram:archive>\n')
 
 
 def tail(outcome: Mapping[str, object]) -> str:

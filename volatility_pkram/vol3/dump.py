@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import logging
 import os
 import sys
@@ -73,14 +74,20 @@ class _TarWriteError(OSError):
 
 
 class _TarSink:
+    """The tar's file: its SHA-256 and size as it is written; errors marked as the tar's."""
+
     def __init__(self, fh) -> None:
         self._fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
 
     def write(self, data) -> None:
         try:
             self._fh.write(data)
         except OSError as exc:
             raise _TarWriteError(exc.errno, exc.strerror) from exc
+        self.sha.update(data)
+        self.size += len(data)
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,8 @@ class StreamDump:
         self._custody = record
         self.prefix = prefix
         self._tar_pending = directory.create(options.tar_name) if options.tar_name else None
-        self._tar = files.TarStream(_TarSink(self._tar_pending.file)) if self._tar_pending else None
+        self._tar_sink = _TarSink(self._tar_pending.file) if self._tar_pending else None
+        self._tar = files.TarStream(self._tar_sink) if self._tar_sink else None
         self.fault: Optional[OSError] = None
         self.fault_name: Optional[str] = None
         self.written = self.unhashed = self.renamed = 0
@@ -358,7 +366,9 @@ class StreamDump:
             if self.fault is None and interrupted is None:
                 try:
                     self._tar.close()
-                    self._tar_pending.commit()
+                    name = self._tar_pending.commit()
+                    if self._custody is not None:
+                        self._custody.add_archive(name, self._tar_sink.sha.hexdigest(), self._tar_sink.size)
                 except OSError as exc:
                     self.fault, self.fault_name = exc, self.options.tar_name
             if self.fault is not None or interrupted is not None:
