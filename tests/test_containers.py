@@ -428,3 +428,16 @@ def test_lime_two_damaged_headers_spare_the_one_between():
     found = _inspect(buf)
     kept = {(s.phys, s.length) for s in found.segments}
     assert (16384, 16384) in kept and (32768, 16384) in kept and (49152, 16384) in kept
+
+
+def test_elf_offset_into_the_table():
+    """A p_offset pointing into the program header table neither cuts the table short nor costs
+    the segments whose data it would overlap: the load is placed by its neighbours."""
+    raw = bytes(range(256)) * 256
+    ranges = [(0, 16384), (16384, 32768), (32768, 49152), (49152, 65536)]
+    buf, ph = elf_bytes(raw, ranges)
+    put(buf, ph[1] + 8, "<Q", ph[3])                           # load 1's data "at" entry 3
+    found = _inspect(buf)
+    assert [(s.phys, s.length) for s in found.segments] == [(a, b - a) for a, b in ranges]
+    assert any("inside the ELF headers" in f.message for f in found.findings)
+    assert found.headers == 4

@@ -17,16 +17,20 @@ __all__ = ["parse_elf", "looks_like_elf"]
 
 _PHENT = ELF_PHDR.size
 _CHUNK = 1 << 16              # program headers read per call
+_TABLE_END_TRIES = 16         # segments tried as the end of the table
+_TABLE_END_WORK = 1 << 20     # header comparisons spent on it
 
 
 class _Load:
     """A ``PT_LOAD`` being checked: its index and whether its size was cut to the file."""
 
-    __slots__ = ("index", "phys", "length", "offset", "truncated")
+    __slots__ = ("index", "phys", "length", "offset", "truncated", "lost")
 
-    def __init__(self, index: int, phys: int, length: int, offset: int, truncated: bool):
+    def __init__(self, index: int, phys: int, length: int, offset: int, truncated: bool,
+                 lost: str = ""):
         self.index, self.phys, self.length, self.offset = index, phys, length, offset
         self.truncated = truncated
+        self.lost = lost                  # why its file offset is impossible (then offset is -1)
 
 
 def _phnum(read: Reader, found: Container, e_phnum: int, e_shoff: int, e_shentsize: int) -> int:
@@ -55,13 +59,51 @@ def _check_load(found: Container, i: int, entry: Tuple[int, ...]) -> Optional[_L
         found.note("error", f"{where}: physical address above 2^52: dropped")
         return None
     if off >= found.size:
-        return _Load(i, paddr, length, -1, False)          # placed or dropped by _place_lost
+        return _Load(i, paddr, length, -1, False,           # placed or dropped by _place_lost
+                     f"file offset 0x{off:x} lies past the end of the file (0x{found.size:x} bytes)")
     truncated = off + length > found.size
     if truncated:
         found.note("warning", f"{where} claims 0x{length:x} bytes at file offset 0x{off:x}, the "
                               f"file holds 0x{found.size - off:x} from there: truncated")
         length = found.size - off
     return _Load(i, paddr, length, off, truncated)
+
+
+def _entries(read: Reader, phoff: int, n: int) -> List[Tuple[int, Tuple[int, ...]]]:
+    """``(index, entry)`` of the ``PT_LOAD`` entries among the first ``n`` of the table."""
+    out = []
+    for first in range(0, n, _CHUNK):
+        block = read(phoff + first * _PHENT, min(_CHUNK, n - first) * _PHENT)
+        for k, entry in enumerate(ELF_PHDR.iter_unpack(block[:len(block) - len(block) % _PHENT])):
+            if entry[0] == PT_LOAD:
+                out.append((first + k, entry))
+    return out
+
+
+def _table_end(found: Container, phoff: int, n: int, entries) -> int:
+    """How many entries the table really has: those before the first segment data.
+
+    Data is only trusted to end the table when no header before it claims
+    the same file bytes (one corrupted ``p_offset`` pointing into the table
+    must not cut the table short); the search is bounded.
+    """
+    scratch = Container(found.kind, found.size)
+    loads = [ld for ld in (_check_load(scratch, i, e) for i, e in entries) if ld is not None]
+    after = sorted((ld for ld in loads if ld.offset >= phoff + _PHENT * (ld.index + 1)),
+                   key=lambda ld: ld.offset)
+    work = 0
+    for ld in after[:_TABLE_END_TRIES]:
+        if ld.offset >= phoff + n * _PHENT:
+            return n                      # the first data lies after the whole table
+        limit = (ld.offset - phoff) // _PHENT
+        rivals = [o for o in loads if o is not ld and o.index < limit and o.offset >= 0]
+        work += len(rivals)
+        if work > _TABLE_END_WORK:
+            break
+        if not any(o.offset < ld.offset + ld.length and ld.offset < o.offset + o.length
+                   for o in rivals):
+            return min(n, max(limit, 0))
+    return n
 
 
 def _walk_table(read: Reader, found: Container, phoff: int, count: int) -> List[_Load]:
@@ -76,26 +118,20 @@ def _walk_table(read: Reader, found: Container, phoff: int, count: int) -> List[
         found.note("warning", f"program header table at 0x{phoff:x}: {n} entries, the file ends "
                               f"after {room}")
         n = room
-    loads: List[_Load] = []
-    data_start = found.size            # lowest file offset of accepted segment data
-    for first in range(0, n, _CHUNK):
-        block = read(phoff + first * _PHENT, min(_CHUNK, n - first) * _PHENT)
-        for k, entry in enumerate(ELF_PHDR.iter_unpack(block[:len(block) - len(block) % _PHENT])):
-            i = first + k
-            if phoff + (i + 1) * _PHENT > data_start:
-                found.note("warning", f"e_phnum {count} overstates the table: entries from file "
-                                      f"offset 0x{phoff + i * _PHENT:x} lie inside segment data; "
-                                      f"{i} entries read")
-                found.headers = i
-                return loads
-            if entry[0] != PT_LOAD:
-                continue
-            load = _check_load(found, i, entry)
-            if load is not None:
-                loads.append(load)
-                if load.offset >= phoff + _PHENT * (i + 1):
-                    data_start = min(data_start, load.offset)
+    entries = _entries(read, phoff, n)
+    cut = _table_end(found, phoff, n, entries)
+    if cut < n:
+        found.note("warning", f"e_phnum {count} overstates the table: entries from file offset "
+                              f"0x{phoff + cut * _PHENT:x} lie inside segment data; {cut} entries read")
+        n = cut
     found.headers = n
+    loads = [ld for ld in (_check_load(found, i, e) for i, e in entries if i < n) if ld is not None]
+    headers_end = phoff + n * _PHENT
+    for ld in loads:
+        if ld.offset >= 0 and (ld.offset < ELF_HEADER.size or
+                               (ld.offset < headers_end and phoff < ld.offset + ld.length)):
+            ld.lost = f"file offset 0x{ld.offset:x} lies inside the ELF headers"
+            ld.offset, ld.truncated = -1, False
     return loads
 
 
@@ -114,14 +150,12 @@ def _place_lost(found: Container, loads: List[_Load]) -> List[_Load]:
         end = after[0].offset if after else found.size
         where = f"PT_LOAD #{ld.index} (physical 0x{ld.phys:x})"
         if at is not None and at + ld.length == end and not before[-1].truncated:
-            found.note("warning", f"{where}: file offset past the end of the file; its data read at "
-                                  f"0x{at:x}, between the segments before and after it, which leave "
-                                  f"exactly its size")
+            found.note("warning", f"{where}: {ld.lost}; its data read at 0x{at:x}, between the "
+                                  f"segments before and after it, which leave exactly its size")
             placed.append(_Load(ld.index, ld.phys, ld.length, at, False))
             placed.sort(key=lambda p: p.index)
         else:
-            found.note("error", f"{where}: file offset lies past the end of the file "
-                                f"(0x{found.size:x} bytes): dropped")
+            found.note("error", f"{where}: {ld.lost}: dropped")
     return placed
 
 
