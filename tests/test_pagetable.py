@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from volatility_pkram.pkram.idmap import identity_map_walk, infer_paging_levels
-from volatility_pkram.pkram.pagetable import merge_runs
+from volatility_pkram.core.ranges import merge_runs
 from volatility_pkram.core.physmem import BytesMemory
 from volatility_pkram.core.problems import Place
 

@@ -16,11 +16,11 @@ import operator
 from array import array
 from dataclasses import dataclass
 from itertools import islice
-from typing import List, MutableSequence, Sequence, Tuple
+from typing import Iterable, List, MutableSequence, Sequence, Tuple
 
 from .physmem import PAGE_SHIFT
 
-__all__ = ["Range", "RangeTable", "merge_ranges", "subtract_runs"]
+__all__ = ["Range", "RangeTable", "merge_ranges", "merge_runs", "subtract_runs"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,17 @@ def _merge_one(table: RangeTable, pfn: int, n: int, bit: int) -> None:
         mask |= m
     del starts[lo + 1:hi], counts[lo + 1:hi], masks[lo + 1:hi]
     starts[lo], counts[lo], masks[lo] = new_start, new_end - new_start, mask
+
+
+def merge_runs(runs: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    """Sort ``(pfn, npages)`` runs and merge overlapping or adjacent ones."""
+    out: List[List[int]] = []
+    for pfn, n in sorted(runs):
+        if out and pfn <= out[-1][0] + out[-1][1]:
+            out[-1][1] = max(out[-1][1], pfn + n - out[-1][0])
+        else:
+            out.append([pfn, n])
+    return [(p, n) for p, n in out]
 
 
 def subtract_runs(runs: Sequence[Tuple[int, int]],

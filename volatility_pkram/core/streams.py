@@ -28,7 +28,7 @@ from .physmem import MAX_READ, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, Unreadable
 
 __all__ = ["DATA", "HOLE", "MISSING", "Chunk", "StreamStats", "PageStream", "PageMap",
            "ObjectStream", "page_stream_chunks", "byte_stream_chunks", "inline_chunks",
-           "DEFAULT_MAX_FILE_SIZE", "GATHER"]
+           "DEFAULT_MAX_FILE_SIZE", "DEFAULT_HOLE_HASH_LIMIT", "GATHER"]
 
 DATA, HOLE, MISSING = "data", "hole", "missing"
 #: Data of consecutive pages is handed on in chunks of about this size (at most
@@ -36,6 +36,9 @@ DATA, HOLE, MISSING = "data", "hole", "missing"
 GATHER = 1 << 20
 #: Logical sizes above this are not rebuilt in full (a hostile size of 2^62 must not hang us).
 DEFAULT_MAX_FILE_SIZE = 16 << 30
+#: A stream with more bytes of holes than this is not hashed by default: hashing the
+#: zeros of a hostile 16 GiB "size" costs seconds and proves nothing (0: no limit).
+DEFAULT_HOLE_HASH_LIMIT = 1 << 30
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..core.physmem import PAGE_SHIFT
-from ..core.ranges import subtract_runs
+from ..core.ranges import merge_runs, subtract_runs
 from ..core.refmap import DATA
-from ..core.streams import DEFAULT_MAX_FILE_SIZE, StreamStats
+from ..core.streams import DEFAULT_HOLE_HASH_LIMIT, DEFAULT_MAX_FILE_SIZE, StreamStats
 from ..pkram import audit as pkaudit
 from ..pkram import format as fmt
 from ..pkram import streams as pkstreams
@@ -30,7 +30,7 @@ from .html_report import (FileEntry, FindingEntry, NodeTotal, ReportHeader, Repo
                           write_report)
 from .svgmap import MapLayers, MapSvg, render_map
 
-__all__ = ["ImageFacts", "ReportResult", "HOLE_HASH_LIMIT", "map_layers", "node_totals",
+__all__ = ["ImageFacts", "ReportResult", "map_layers", "node_totals",
            "file_entries", "report_pkram"]
 
 Runs = List[Tuple[int, int]]
@@ -56,19 +56,8 @@ class ReportResult:
     summary: pkaudit.AuditSummary
 
 
-def _merged(runs: Runs) -> Runs:
-    """Sorted maximal runs of possibly overlapping, unsorted ``runs``."""
-    out: List[List[int]] = []
-    for pfn, n in sorted(runs):
-        if out and pfn <= out[-1][0] + out[-1][1]:
-            out[-1][1] = max(out[-1][1], pfn + n - out[-1][0])
-        else:
-            out.append([pfn, n])
-    return [(a, b) for a, b in out]
-
-
 def _finding_runs(result: pkaudit.AuditResult, kind: str) -> Runs:
-    return _merged([(f.start >> PAGE_SHIFT, f.pages) for f in result.findings
+    return merge_runs([(f.start >> PAGE_SHIFT, f.pages) for f in result.findings
                     if f.kind == kind and f.start is not None and f.pages > 0])
 
 
@@ -78,7 +67,7 @@ def map_layers(pk: Pkram, result: pkaudit.AuditResult) -> MapLayers:
     preserved = pk.ranges().runs()
     refs = result.references
     owners = refs.owners
-    meta = _merged([(refs.start[j], refs.count[j]) for j in range(len(refs))
+    meta = merge_runs([(refs.start[j], refs.count[j]) for j in range(len(refs))
                     if owners[refs.owner[j]].kind != DATA])
     meta_preserved = subtract_runs(meta, subtract_runs(meta, preserved))
     orphans = subtract_runs(preserved, refs.merged())
@@ -101,13 +90,10 @@ def node_totals(pk: Pkram) -> List[NodeTotal]:
     return out
 
 
-#: a stream with more holes than this is not hashed (as pkram.extract's --hole-hash-limit
-#: default): hashing the zeros of a hostile 16 GiB "size" costs seconds and proves nothing
-HOLE_HASH_LIMIT = 1 << 30
 
 
 def file_entries(pk: Pkram, max_size: int = DEFAULT_MAX_FILE_SIZE,
-                 hole_hash_limit: int = HOLE_HASH_LIMIT) -> Iterator[FileEntry]:
+                 hole_hash_limit: int = DEFAULT_HOLE_HASH_LIMIT) -> Iterator[FileEntry]:
     """Every stream of every object, hashed and triaged (read once, nothing written).
 
     A stream with more than ``hole_hash_limit`` bytes of holes (0: no limit) is

@@ -34,8 +34,7 @@ from typing import Callable, List, Optional, Set, Tuple
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory, UnreadableError
 from ..core.problems import ERROR, WARNING, Diagnostics, Place
 
-__all__ = ["PSE", "V1", "SLAB", "IdentityMap", "reference_walk",
-           "merge_runs"]
+__all__ = ["PSE", "V1", "SLAB", "IdentityMap", "reference_walk"]
 
 #: ``_PAGE_PSE``: a PMD entry covering its whole 2 MiB.
 PSE = 0x80
@@ -109,17 +108,6 @@ class IdentityMap:
         # per page, 1 + the index of the last run starting at or before it (what marks() does)
         after = list(map(bisect.bisect_right, repeat(starts), pfns))
         return [pfn for pfn, i in zip(pfns, after) if not i or pfn >= starts[i - 1] + counts[i - 1]]
-
-
-def merge_runs(runs) -> List[Tuple[int, int]]:
-    """Sort ``(pfn, npages)`` runs and merge overlapping or adjacent ones."""
-    out: List[List[int]] = []
-    for pfn, n in sorted(runs):
-        if out and pfn <= out[-1][0] + out[-1][1]:
-            out[-1][1] = max(out[-1][1], pfn + n - out[-1][0])
-        else:
-            out.append([pfn, n])
-    return [(p, n) for p, n in out]
 
 
 def report_walk_end(result: IdentityMap, image_pfns: int, unmarked: List[int]) -> None:

@@ -15,12 +15,11 @@ from ..core import streams
 from ..core.chains import read_meta_page
 from ..core.physmem import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ..core.problems import ERROR, INFO, WARNING, Diagnostics, Place
-from ..core.ranges import RangeTable, merge_ranges
+from ..core.ranges import RangeTable, merge_ranges, merge_runs
 from ..core.streams import PageStream
 from . import format as fmt
 from .lists import byte_stream_pfns, page_stream, pkram_nodes, pkram_objs
 from .idmap import SLAB, V1, PagingChoice, infer_paging_levels
-from .pagetable import merge_runs
 from .regions import RegionList, pkram_regions
 
 __all__ = ["PreservedObject", "Pkram", "detect_v2_v3"]

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, NamedTuple, Optional
 from urllib import parse, request
 
-from ..core.streams import ObjectStream, StreamStats
+from ..core.streams import DEFAULT_HOLE_HASH_LIMIT, ObjectStream, StreamStats
 from ..output import custody, files, outdir, triage
 from .rowtypes import TriageColumns
 
@@ -49,7 +49,6 @@ __all__ = ["StreamDump", "Written", "OutputStopped", "DumpOptions", "dump_requir
 #: exit status of a run stopped by an output fault (no space, read-only -o, I/O error)
 EXIT_OUTPUT_FAULT = 3
 #: holes of one stream hashed at most (zeros hash at about 1.5 GiB/s here)
-DEFAULT_HOLE_HASH_LIMIT = 1 << 30
 _PROBE = "pkram-write-probe"
 vollog = logging.getLogger("volatility_pkram")
 
@@ -106,10 +105,9 @@ class DumpOptions:
         from . import values
         raw = config.get("hole_hash_limit")
         try:
-            limit = DEFAULT_HOLE_HASH_LIMIT if raw is None else values.size(raw)
-        except values.OptionError:
-            sys.stderr.write(f"{prefix}: error: argument --hole-hash-limit: invalid value {raw!r}: "
-                             f"expected {values.SIZE_FORMS}\n")
+            limit = DEFAULT_HOLE_HASH_LIMIT if raw is None else values.hole_hash_limit(raw)
+        except values.OptionError as exc:
+            sys.stderr.write(f"{prefix}: error: argument {exc.option}: {exc.reason}\n")
             raise SystemExit(1) from None
         return cls(tar_name if config.get("tar") else None, limit,
                    bool(config.get("keep_special_bits")), bool(config.get("restore_owners")),

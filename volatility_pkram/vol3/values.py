@@ -18,7 +18,7 @@ import datetime
 import re
 from typing import Callable, Dict, Optional
 
-__all__ = ["OptionError", "pfn", "address", "size", "reference_time", "format_size",
+__all__ = ["OptionError", "pfn", "address", "size", "hole_hash_limit", "reference_time", "format_size",
            "PARSERS", "check_config"]
 
 _INT_FORMS = "a decimal or 0x-prefixed hexadecimal integer >= 0"
@@ -68,16 +68,22 @@ def address(value) -> int:
     return _non_negative("--fdt", value, "a physical address")
 
 
-def size(value) -> int:
-    """``--max-file-size``: bytes, with an optional binary unit (``1G``, ``512M``, ``0x1000``)."""
+def size(value, option: str = "--max-file-size") -> int:
+    """A byte count (``--max-file-size``, ``--hole-hash-limit``), with an optional binary
+    unit (``1G``, ``512M``, ``0x1000``)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise _refuse("--max-file-size", value, "a size", SIZE_FORMS)
+            raise _refuse(option, value, "a size", SIZE_FORMS)
         return value
     match = _SIZE_RE.fullmatch(str(value).strip())
     if match is None:
-        raise _refuse("--max-file-size", value, "a size", SIZE_FORMS)
+        raise _refuse(option, value, "a size", SIZE_FORMS)
     return int(match.group(1), 0) << _UNITS[match.group(2).upper()]
+
+
+def hole_hash_limit(value) -> int:
+    """``--hole-hash-limit``: a byte count like :func:`size` (0: no limit)."""
+    return size(value, "--hole-hash-limit")
 
 
 def format_size(nbytes: int) -> str:
@@ -104,6 +110,7 @@ PARSERS: Dict[str, Callable] = {
     "sb_pfn": pfn,
     "fdt": address,
     "max_file_size": size,
+    "hole_hash_limit": hole_hash_limit,
     "reference_time": reference_time,
 }
 
