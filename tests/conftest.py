@@ -35,6 +35,15 @@ def image_cache(tmp_path_factory):
     return get
 
 
+def private_env(home):
+    """The environment of a subprocess run as a new user would: ``home`` as a fresh
+    home with its own volatility cache, no VOLATILITY*/PYTHON* variables of ours."""
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
+    return env
+
+
 class VolResult:
     def __init__(self, proc, outdir):
         self.rc = proc.returncode
@@ -49,10 +58,7 @@ class VolResult:
 @pytest.fixture
 def vol(tmp_path):
     """Run ``vol-pkram -q -r json -f IMAGE [-o OUT] PLUGIN ARGS`` in a subprocess, as a user would."""
-    home = tmp_path / "home"
-    (home / "cache").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
+    env = private_env(tmp_path / "home")
 
     def run(image, plugin, *args, output=True, timeout=300, extra=()):
         outdir = tmp_path / f"out-{plugin}-{len(list(tmp_path.iterdir()))}"

@@ -16,13 +16,14 @@ volatility reads AVML through ``libsnappy.so.1`` (ctypes; Debian:
 
 import ctypes
 import json
-import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import private_env
 
 avml = pytest.importorskip("volatility3.framework.layers.avml")
 
@@ -97,10 +98,7 @@ def test_extract_from_avml_matches_the_manifest(tmp_path):
     image = tmp_path / "demo.avml"
     write_avml(DEMO, image)
     assert image.stat().st_size < DEMO.stat().st_size // 2          # compressed, and holed
-    home = tmp_path / "home"
-    (home / "cache").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
+    env = private_env(tmp_path / "home")
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.run([str(VOL_PKRAM), "-q", "-vv", "-r", "json", "-f", str(image), "-o",

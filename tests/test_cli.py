@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from volatility_pkram import PLUGIN_DIR
 
-from conftest import reserved_pfns_from_manifest, reserved_pfns_from_rows
+from conftest import private_env, reserved_pfns_from_manifest, reserved_pfns_from_rows
 
 BIN = Path(sys.executable).parent
 DATA = Path(__file__).resolve().parents[1] / "testdata"
@@ -20,10 +19,7 @@ TRUTH = reserved_pfns_from_manifest(json.loads((DATA / "pkram-v1-demo.manifest.j
 
 
 def _env(home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
-    (home / "cache").mkdir(parents=True, exist_ok=True)
-    return env
+    return private_env(home)
 
 
 def _ranges(cmd, env, cwd):

@@ -57,15 +57,21 @@ def put(buf: bytearray, off: int, fmt: str, value: int) -> None:
     struct.pack_into(fmt, buf, off, value)
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    """The raw image, its manifest, and which ranges hold no page PKRAM needs."""
+def generated_source(out):
+    """A 16 MiB v1 image generated into ``out``: its bytes, its manifest, and the
+    byte addresses of the pages PKRAM needs (reserved pages, the command line's page)."""
     import pkramgen
-    out = tmp_path_factory.mktemp("containers")
     manifest = pkramgen.generate("v1_basic", str(out), seed=3, mem_size="16M")
     raw = (out / manifest["images"]["raw"]).read_bytes()
     needed = {start + k * 4096 for start, pages in manifest["reserved"] for k in range(pages)}
     needed |= {c["offset"] & ~0xFFF for c in manifest["cmdline"]}
+    return raw, manifest, needed
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """The raw image, its manifest, and which ranges hold no page PKRAM needs."""
+    raw, manifest, needed = generated_source(tmp_path_factory.mktemp("containers"))
     empty = [i for i, (s, e) in enumerate(RANGES) if not any(s <= p < e for p in needed)]
     full = [i for i in range(len(RANGES)) if i not in empty]
     assert len(empty) >= 2 and len(full) >= 2, "the split must have ranges of both kinds"

@@ -15,14 +15,13 @@ import pytest
 from volatility_pkram.output import dfxml
 from volatility_pkram.vol3.progress import Progress
 
-from conftest import VOL_PKRAM
+from conftest import VOL_PKRAM, private_env
 
 NS = {"d": dfxml.DFXML_NS, "p": dfxml.PKRAM_NS}
 
 
 def _run(tmp_path, image, outdir, *args, quiet=True):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = private_env(tmp_path)
     cmd = [str(VOL_PKRAM), *(["-q"] if quiet else []), "-r", "json", "-f", str(image), "-o", str(outdir),
            "pkram.extract", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -175,8 +174,7 @@ def test_luo_extract_keeps_the_same_custody_record(tmp_path):
     image = write(tmp_path, "luo", img)
     outdir = tmp_path / "o"
     outdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = private_env(tmp_path)
     proc = subprocess.run([str(VOL_PKRAM), "-q", "-r", "json", "-f", str(image), "-o", str(outdir),
                            "luo.extract", "--tar"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,6 @@ Every failure: the documented status, exactly one line on stderr
 (``pkram: error: ...``, ``kho: error: ...`` for kho/luo plugins), no traceback.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import private_env
 from volatility_pkram import PLUGIN_DIR
 from volatility_pkram.vol3 import values
 
@@ -26,10 +26,7 @@ USAGE, NOT_FOUND = 1, 2
 @pytest.fixture
 def run(tmp_path):
     """Run a command in ``tmp_path`` with a private volatility cache; return the process."""
-    home = tmp_path / "home"
-    (home / "cache").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
+    env = private_env(tmp_path / "home")
     (tmp_path / "bad.yar").write_text(BAD_RULE)
     (tmp_path / "empty.raw").write_bytes(b"")
     (tmp_path / "adir").mkdir()
@@ -163,8 +160,7 @@ def test_pfn_and_time_forms():
 
 def test_output_closed_early_ends_quietly(run, tmp_path):
     """``vol-pkram ... | head -1``: no BrokenPipeError traceback, status 1, no error line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / "cache"))
+    env = private_env(tmp_path / "home")
     # 850 rows as JSON: well over a pipe buffer (64 KiB), so the writer is still writing
     proc = subprocess.Popen([str(BIN / "vol-pkram"), "-q", "-r", "json", "-f", DEMO, "pkram.ranges"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)

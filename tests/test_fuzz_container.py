@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_containers import RANGES, elf_bytes, lime_bytes, put
+from test_containers import RANGES, elf_bytes, generated_source, lime_bytes, put
 from volatility_pkram.core import streams
 from volatility_pkram.core.container import ContainerError
 from volatility_pkram.core.physmem import ContainerImage
@@ -46,12 +46,8 @@ _MASK = {"<B": 0xFF, "<H": 0xFFFF, "<I": 0xFFFFFFFF, "<Q": 2**64 - 1}
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    import pkramgen
     out = tmp_path_factory.mktemp("fuzz-containers")
-    manifest = pkramgen.generate("v1_basic", str(out), seed=3, mem_size="16M")
-    raw = (out / manifest["images"]["raw"]).read_bytes()
-    needed = {start + k * 4096 for start, pages in manifest["reserved"] for k in range(pages)}
-    needed |= {c["offset"] & ~0xFFF for c in manifest["cmdline"]}
+    raw, manifest, needed = generated_source(out)
     truth = sorted((f["node"], f["name"], f["sha256"]) for f in manifest["files"])
     built = {"lime": lime_bytes(raw), "elf": elf_bytes(raw)}
     return Source((built, sorted(needed), truth, out))
@@ -140,15 +136,23 @@ def _intact(touched, needed) -> bool:
     return touched is not None and not any(a < p + 4096 and p < b for a, b in touched for p in needed)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
-def test_mutated_container_headers(source, tmp_path_factory, data):
-    built, needed, truth, _out = source
+def _draw_damaged(source, data, directory, stem: str):
+    """A LiME or ELF container with drawn header damage, written to ``directory``:
+    its path and the byte ranges the damage touched (None: unknown)."""
+    built = source[0]
     fmt = data.draw(st.sampled_from(["lime", "elf"]))
     buf, where = bytearray(built[fmt][0]), built[fmt][1]
     touched = _mutate(data, fmt, buf, where)
-    path = tmp_path_factory.getbasetemp() / f"fuzz.{fmt}"
+    path = directory / f"{stem}.{fmt}"
     path.write_bytes(buf)
+    return path, touched
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_mutated_container_headers(source, tmp_path_factory, data):
+    _built, needed, truth, _out = source
+    path, touched = _draw_damaged(source, data, tmp_path_factory.getbasetemp(), "fuzz")
     t = time.time()
     try:
         mem = ContainerImage(path)
@@ -169,12 +173,8 @@ def test_mutated_container_headers(source, tmp_path_factory, data):
 @given(data=st.data())
 def test_mutated_container_cli(source, vol, data):
     """Through vol-pkram (the stacker and the checked layer): no traceback, no hang, files exact."""
-    built, needed, truth, out = source
-    fmt = data.draw(st.sampled_from(["lime", "elf"]))
-    buf, where = bytearray(built[fmt][0]), built[fmt][1]
-    touched = _mutate(data, fmt, buf, where)
-    path = out / f"fuzz-cli.{fmt}"
-    path.write_bytes(buf)
+    _built, needed, truth, out = source
+    path, touched = _draw_damaged(source, data, out, "fuzz-cli")
     t = time.time()
     res = vol(path, "pkram.extract")                     # the fixture asserts: no traceback
     assert time.time() - t < LIMIT_S

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from volatility_pkram.core import streams
-from volatility_pkram.output import files
 from volatility_pkram.core.ranges import subtract_runs
 from volatility_pkram.output.streamscan import scan_chunks
 

@@ -16,7 +16,7 @@ from volatility_pkram.core.physmem import BytesMemory
 from volatility_pkram.output import outdir
 from volatility_pkram.vol3 import dump
 
-from conftest import VOL_PKRAM
+from conftest import VOL_PKRAM, private_env
 
 
 def _object_stream(name, pages, content_seed=0):
@@ -179,8 +179,7 @@ def small_tmpfs(tmp_path):
 
 
 def _run(tmp_path, image, outdir_, plugin="pkram.extract", *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLATILITY", "PYTHON"))}
-    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = private_env(tmp_path)
     return subprocess.run([str(VOL_PKRAM), "-q", "-r", "json", "-f", str(image), "-o", str(outdir_),
                            plugin, *args], capture_output=True, text=True, env=env, timeout=300)
 

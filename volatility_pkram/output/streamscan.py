@@ -15,9 +15,8 @@ imports volatility3 or yara.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, Tuple
 
 from ..core import streams
 from ..core.physmem import MAX_READ, PAGE_SHIFT, PhysicalMemory, UnreadableError
