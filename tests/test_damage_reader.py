@@ -243,6 +243,55 @@ def test_broken_node_chain_is_completed_by_carving(tmp_path_factory, scenario, v
     assert any(p.pfn == value or p.pfn == 0x10 for p in problems)
 
 
+@pytest.mark.parametrize("scenario", ["v1_basic", "v2_basic"])
+def test_first_node_not_captured(tmp_path_factory, scenario):
+    """A gap over the first node page: the super block is used and carving reads the rest."""
+    raw, manifest = _image(tmp_path_factory, scenario)
+    v1 = manifest["revision"] == 1
+    chain = truth._chain(raw, truth._u64(raw, manifest["sb_pfn"], 0 if v1 else 8), 0x10)
+    first = chain[0]
+    mem = BytesMemory({0: raw[:first * PAGE], (first + 1) * PAGE: raw[(first + 1) * PAGE:]})
+    choice, pk, got, problems = truth.recover(mem)
+    assert isinstance(choice, Choice) and choice.sb.pfn == manifest["sb_pfn"] and not choice.runtime
+    chosen = choice.location.chosen
+    assert chosen.verdict == "valid" and chosen.chain_broken and chosen.nodes == 0
+    assert set(chain[1:]) <= set(choice.unchained_pfns)
+    paths = truth.object_paths(raw, manifest, runtime=True)
+    assert not truth.lost_objects(manifest, paths, {first}, got)
+    assert any(p.pfn == first for p in problems)
+
+
+def _cut_before_the_nodes(tmp_path_factory):
+    """A v1 capture cut after the super block and the command line, before every node page."""
+    for seed in range(1, 61):
+        raw, manifest = _image(tmp_path_factory, "v1_basic", seed=seed)
+        nodes = [n["pfn"] for n in manifest["nodes"]]
+        keep = max([manifest["sb_pfn"]] + [c["offset"] // PAGE for c in manifest["cmdline"]
+                                           if c["offset"] // PAGE < min(nodes)]) + 1
+        if keep < min(nodes) and any(c["offset"] // PAGE < keep for c in manifest["cmdline"]):
+            return raw[:keep * PAGE], manifest
+    pytest.fail("no seed in 1..60 puts the super block below every node")
+
+
+def test_capture_cut_before_the_first_node(tmp_path_factory, vol):
+    """No node is captured: PKRAM is still found (status 0), its super block shown, the loss said."""
+    raw, manifest = _cut_before_the_nodes(tmp_path_factory)
+    path = tmp_path_factory.mktemp("cut") / "cut.raw"
+    path.write_bytes(raw)
+    first = manifest["nodes"][0]["pfn"] if manifest["nodes"][0]["chained"] else None
+    info = vol(path, "pkram.info", output=False)
+    assert info.rc == 0, info.stderr
+    rows = {(r["Section"], r["Item"]): r for r in info.rows}
+    assert rows[("candidate", f"0x{manifest['sb_pfn']:x}")]["Value"] == "valid"
+    assert "breaks off" in rows[("candidate", f"0x{manifest['sb_pfn']:x}")]["Detail"]
+    assert any(r["Section"] == "finding" and r["Item"] == "pfn-out-of-range" for r in info.rows)
+    if first is not None:
+        assert any(r["Section"] == "finding" and f"0x{first:x}" in r["Detail"] for r in info.rows)
+    res = vol(path, "pkram.extract")
+    assert res.rc == 0 and res.rows == [], res.stderr
+    assert "breaks off" in res.stderr
+
+
 def test_audit_does_not_call_undescribed_pages_dangling(tmp_path_factory):
     """With the region list (v2) or the PGD page (v1) not captured, no page is 'dangling'."""
     from volatility_pkram.pkram.audit import audit_pkram

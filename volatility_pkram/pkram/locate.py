@@ -329,7 +329,8 @@ def _check_pgd(mem: PhysicalMemory, cand: Candidate, pgd_pfn: int, notes: List[s
 
 
 def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) -> None:
-    """The first node must carry the node-page signature; later ones that do not are damage."""
+    """The first node must carry the node-page signature; later ones that do not, and a
+    first node page the capture lacks, are damage."""
     sb = cand.sb
     diag, chain = Diagnostics(limit=64), Diagnostics(limit=4)
     obj_rev = 1 if sb.revision == 1 else 2
@@ -348,15 +349,13 @@ def _check_node_chain(mem: PhysicalMemory, cand: Candidate, notes: List[str]) ->
                 break
         if cand.nodes >= _VALIDATE_NODES:
             break
-    if cand.nodes == 0:
-        first = next(iter(chain), None)
-        _reject(cand, f"first node unreadable: {first.message if first else 'no node'}")
-        return
     cand.chain_broken = bool(len(chain))
     if cand.chain_broken:
+        # a first node the capture lacks (a truncated capture) leaves the super block as evidence
         cand.damage += 1
         first = next(iter(chain))
-        notes.append(f"the node chain breaks off at 0x{first.pfn or 0:x}: {first.message}")
+        notes.append(f"the node chain breaks off at 0x{first.pfn or 0:x}: {first.message}"
+                     + ("" if cand.nodes else " (its first node: no node can be read through it)"))
     cand.verdict = "valid"
     cand.reason = "; ".join([f"{cand.nodes} node(s) with a valid signature"] + notes)
     if len(diag):
