@@ -487,6 +487,7 @@ def _choose(found: _Candidates, notes: List[str], warnings: List[str]) -> Locati
         raise LocateError(
             "no valid PKRAM super block found: " + (
                 f"{seen} pkram= token(s) examined, none points at a valid super block"
+                + "".join(f" (0x{c.pfn:x}: {c.reason})" for c in candidates[:1])
                 if seen else "no pkram= boot parameter in the image") +
             "; give the PFN with --sb-pfn if you know it", loc)
     loc.warnings.extend(damage_warnings(chosen))
