@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+import pkram_truth
+
 from volatility_pkram.core import container
 from volatility_pkram.core.physmem import ContainerImage, UnreadableError
 
@@ -203,6 +205,45 @@ def test_damaged_container_recovered(fmt, damage, words, source, tmp_path, vol):
     scan, _t = _timed(vol, path, "pkram.scan", output=False)
     assert scan.rc == 0, scan.stderr
     assert any(r["Kind"] == "super block" and r["Chosen"] for r in scan.rows), scan.rows
+
+
+def _lime_cut(raw, manifest):
+    """A LiME file of the first k+1 RANGES cut mid-page inside range k, where the cut costs
+    some files but not all: (bytes, range k, bytes of it kept, files left intact)."""
+    paths = pkram_truth.object_paths(raw, manifest, runtime=False)
+    v1 = manifest["revision"] == 1
+    for obj, pages in paths.items():            # the data pages too: every entry of the page links
+        links = pkram_truth._chain(raw, pkram_truth._u64(raw, obj, 0x10 if v1 else 0x00), 0)
+        pages |= {(e >> 12) + i for e in pkram_truth._link_entries(raw, links)
+                  for i in range(1 << (e & 0x1F))}
+    needed = sorted(set().union(*paths.values()))
+    for k in range(len(RANGES) - 1, 0, -1):
+        start, end = RANGES[k]
+        for pfn in reversed([p for p in needed if start < p * 4096 < end]):
+            cut = pfn * 4096 - start + 123          # the partial page is missing too
+            missing = set(range(pfn, manifest["mem_size"] // 4096))   # the cut and all after it
+            intact = [f for f in manifest["files"] if not paths[f["obj_pfn"]] & missing]
+            if 0 < len(intact) < len(manifest["files"]):
+                buf, where = lime_bytes(raw, RANGES[:k + 1])
+                return buf[:where[-1] + LIME.size + cut], (start, end), cut, intact
+    pytest.fail("no range holds pages some files, not all, depend on")
+
+
+def test_lime_cut_inside_its_last_range(source, tmp_path, vol):
+    """A LiME capture cut short: the last range is read up to the cut, the rest is missing."""
+    raw, manifest, _empty, _full = source
+    data, (start, end), cut, intact = _lime_cut(raw, manifest)
+    path = tmp_path / "cut.lime"
+    path.write_bytes(data)
+    with ContainerImage(path) as mem:
+        assert mem.container.findings and "cut short" in mem.container.findings[-1].message
+        assert mem.read(start, cut) == raw[start:start + cut]
+        assert mem.is_present(start + cut - 1) and not mem.is_present(start + cut)
+        assert mem.read(RANGES[1][0], 4096) == raw[RANGES[1][0]:RANGES[1][0] + 4096]
+    res, _t = _timed(vol, path, "pkram.extract")
+    assert res.rc == 0 and "cut short" in res.stderr, res.stderr
+    got = {(r["Node"], r["Name"]): r["SHA256"] for r in res.rows if r["Stream"] == "file"}
+    assert all(got.get((f["node"], f["name"])) == f["sha256"] for f in intact), got
 
 
 def test_many_program_headers_fast(source, tmp_path, vol):

@@ -154,6 +154,14 @@ class _Chain:
             # as a header of its own (a damaged one, or bytes no header describes)
             self.accept(start, claimed, data_off)
             return data_off + claimed
+        if sound and nxt is None and 0 < avail < claimed and self.fits(start, avail, None):
+            # the file ends inside the last range: a capture cut short, read up to the cut
+            self.found.note("warning", f"LiME header at file offset 0x{off:x} claims 0x{start:x}-"
+                                       f"0x{end:x}, but the file ends {avail} bytes into it (a "
+                                       f"capture cut short): 0x{start:x}-0x{start + avail - 1:x} "
+                                       f"read, the rest of the range missing")
+            self.accept(start, avail, data_off)
+            return None
         self.repair(off, hdr, nxt, avail, chained)
         return nxt
 
