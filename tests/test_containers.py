@@ -244,6 +244,10 @@ def test_lime_cut_inside_its_last_range(source, tmp_path, vol):
     assert res.rc == 0 and "cut short" in res.stderr, res.stderr
     got = {(r["Node"], r["Name"]): r["SHA256"] for r in res.rows if r["Stream"] == "file"}
     assert all(got.get((f["node"], f["name"])) == f["sha256"] for f in intact), got
+    info, _t = _timed(vol, path, "pkram.info", output=False)
+    rows = [r for r in info.rows if r["Section"] == "container"]
+    assert rows[0]["Item"] == "format" and rows[0]["Value"] == "LiME", rows
+    assert [r["Value"] for r in rows[1:]] == ["warning"] and "cut short" in rows[1]["Detail"], rows
 
 
 def test_many_program_headers_fast(source, tmp_path, vol):

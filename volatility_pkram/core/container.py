@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 __all__ = ["Segment", "Finding", "Container", "ContainerError", "inspect", "inspect_file",
-           "MAX_PHYS", "LIME_MAGIC", "AVML_MAGIC"]
+           "report_rows", "MAX_PHYS", "LIME_MAGIC", "AVML_MAGIC"]
 
 Reader = Callable[[int, int], bytes]
 
@@ -141,6 +141,17 @@ class Container:
         total = sum(s.length for s in self.segments)
         return (f"{self.label} container damaged: {len(self.segments)} segment(s), "
                 f"{total} bytes usable, {len(self.findings)} finding(s)")
+
+
+def report_rows(found: Optional[Container]) -> List[Tuple[str, str, str]]:
+    """``(item, value, detail)`` of a container check for a report: the format, then every
+    finding; none when there was no check of ours (a raw file, a container left to volatility)."""
+    if found is None:
+        return []
+    usable = sum(s.length for s in found.segments)
+    return ([("format", found.label, f"{len(found.segments)} usable segment(s), {usable} bytes, "
+                                     f"{found.headers} header(s) examined")] +
+            [("finding", f.severity, f.message) for f in found.findings])
 
 
 def detect(head: bytes) -> str:

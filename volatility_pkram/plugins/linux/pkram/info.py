@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from volatility3.framework import interfaces
 
+from volatility_pkram.core import container
 from volatility_pkram.pkram import format as fmt
 from volatility_pkram.vol3 import options, rows
 from volatility_pkram.vol3.open import open_pkram
@@ -25,7 +26,7 @@ class Info(options.PkramPlugin, interfaces.plugins.PluginInterface):
     Sections: "location" (route and chosen PFN), "candidate" (every pkram=
     value examined, accepted or rejected with the reason), "token" (pkram=
     strings that do not parse as a boot parameter), "format" (revision,
-    paging depth or region count), "node" (one row per node) and "total".
+    paging depth or region count), "node", "total", "finding", "container".
     """
 
     @staticmethod
@@ -89,9 +90,10 @@ class Info(options.PkramPlugin, interfaces.plugins.PluginInterface):
         yield from self._format(opened.pk)
         yield from self._nodes(opened.pk)
         for p in list(opened.pk.diag)[:200]:
-            yield InfoRow("finding", p.kind, p.severity,
-                          (f"pfn 0x{p.pfn:x}: " if p.pfn is not None else "") +
-                          (f"{p.context}: " if p.context else "") + p.message)
+            at = (f"pfn 0x{p.pfn:x}: " if p.pfn is not None else "") + (f"{p.context}: " if p.context else "")
+            yield InfoRow("finding", p.kind, p.severity, at + p.message)
+        yield from (InfoRow("container", *row)
+                    for row in container.report_rows(getattr(opened.pk.mem, "container", None)))
 
     def run(self):
         return rows.tree_grid(InfoRow, self._generator(open_pkram(self, cross_check=True)))
