@@ -258,6 +258,46 @@ def test_many_program_headers_fast(source, tmp_path, vol):
     assert elapsed < 10, f"pkram.files took {elapsed:.1f} s"
 
 
+def _elf_of(phdrs, data: bytes) -> bytes:
+    """An ELF64 core with the program headers ``phdrs`` (type, flags, offset, vaddr, paddr,
+    filesz, memsz, align) right after its header, then ``data``."""
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr = ident + EHDR_TAIL.pack(4, 62, 1, 0, 64, 0, 0, 64, 56, len(phdrs), 0, 0, 0)
+    return ehdr + b"".join(PHDR.pack(*ph) for ph in phdrs) + data
+
+
+def test_many_overlaps_and_lost_offsets_stay_linear(tmp_path):
+    """Hostile tables: 20,000 pairs of segments that contradict each other on 8 bytes each, and
+    30,000 loads past the end of the file between 30,000 good ones. Each pair keeps what only
+    one of its segments claims, each lost load is dropped; the check stays within the bound
+    (subtracting every overlap from every segment, or every placed load from every lost one,
+    took minutes)."""
+    pairs = 20_000
+    base = 64 + 56 * 2 * pairs
+    phdrs = [ph for k in range(pairs) for ph in (
+        (1, 7, base + 32 * k, 0, 64 * k, 16, 16, 0), (1, 7, base + 32 * k + 16, 0, 64 * k + 8, 16, 16, 0))]
+    path = tmp_path / "overlaps.elf"
+    path.write_bytes(_elf_of(phdrs, (b"\x01" * 16 + b"\x02" * 16) * pairs))
+    t = time.time()
+    found = container.inspect_file(path)
+    assert time.time() - t < LIMIT_S
+    want = sorted([(64 * k, 8) for k in range(pairs)] + [(64 * k + 16, 8) for k in range(pairs)])
+    assert sorted((seg.phys, seg.length) for seg in found.segments) == want
+    assert sum(f.severity == "error" for f in found.findings) == 9       # 8 named, then "more"
+
+    loads = 60_000
+    base = 64 + 56 * loads
+    phdrs = [(1, 7, base + 4096 * (k // 2), 0, 4096 * k, 4096, 4096, 0) if k % 2 == 0 else
+             (1, 7, 1 << 60, 0, 4096 * k, 4096, 4096, 0) for k in range(loads)]
+    path = tmp_path / "lost.elf"
+    path.write_bytes(_elf_of(phdrs, bytes(4096 * (loads // 2))))
+    t = time.time()
+    found = container.inspect_file(path)
+    assert time.time() - t < LIMIT_S
+    assert sorted(seg.phys for seg in found.segments) == [4096 * k for k in range(0, loads, 2)]
+    assert sum("lies past the end of the file" in f.message for f in found.findings) == loads // 2
+
+
 def _no_loads(buf, ph, e, f):
     for off in ph:
         put(buf, off, "<I", 4)                      # every PT_LOAD made a PT_NOTE

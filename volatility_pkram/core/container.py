@@ -32,6 +32,7 @@ Nothing here imports volatility3.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, List, NamedTuple, Optional, Tuple
@@ -62,6 +63,8 @@ _RESYNC_CANDIDATES = 4096
 #: bytes of physical overlap compared to tell a repeated claim from a contradiction
 _COMPARE_BUDGET = 256 << 20
 _COMPARE_CHUNK = 1 << 20
+#: above every end of a byte range (a bisection key)
+_AFTER_ANY_END = 1 << 64
 
 
 class ContainerError(Exception):
@@ -228,6 +231,20 @@ def _overlaps(segments: List[Segment], by_file: bool) -> List[Tuple[int, int]]:
     return out
 
 
+def _holes_within(holes: List[Tuple[int, int]], seg: Segment, by_file: bool) -> List[Tuple[int, int]]:
+    """The ``holes`` (disjoint, ascending) that meet ``seg``: found by bisection, so that
+    many segments against many holes cost n log n, not n times the holes."""
+    base = seg.offset if by_file else seg.phys
+    i = bisect.bisect_right(holes, (base, _AFTER_ANY_END))
+    if i and holes[i - 1][1] > base:
+        i -= 1
+    out = []
+    while i < len(holes) and holes[i][0] < base + seg.length:
+        out.append(holes[i])
+        i += 1
+    return out
+
+
 def _same_bytes(read: Reader, a: Segment, b: Segment, lo: int, hi: int, budget: List[int]) -> bool:
     """True if ``a`` and ``b`` hold the same bytes for physical ``[lo, hi)`` (within the budget)."""
     if a.offset - a.phys == b.offset - b.phys:
@@ -279,7 +296,8 @@ def resolve_overlaps(found: Container, read: Reader) -> None:
                                 f"dropped from both ({hi - lo} bytes not read)")
         if len(holes) > 8:
             found.note("error", f"{len(holes) - 8} more {what} overlaps dropped")
-        found.segments = [p for s in found.segments for p in _subtract(s, holes, by_file)]
+        found.segments = [p for s in found.segments
+                          for p in _subtract(s, _holes_within(holes, s, by_file), by_file)]
     found.segments.sort(key=lambda s: s.phys)
 
 

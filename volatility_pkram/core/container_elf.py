@@ -8,6 +8,7 @@ against the others and against the headers' own bytes.
 
 from __future__ import annotations
 
+import bisect
 from typing import List, Optional, Tuple
 
 from .container import (ELF_HEADER, ELF_PHDR, ELF_SHDR0, MAX_PHDRS, MAX_PHYS, PN_XNUM, PT_LOAD,
@@ -142,18 +143,19 @@ def _place_lost(found: Container, loads: List[_Load]) -> List[_Load]:
     order: if the loads before and after it leave exactly its size between
     them (or up to the end of the file), that is where its data is.
     """
-    placed = [ld for ld in loads if ld.offset >= 0]
+    placed = [ld for ld in loads if ld.offset >= 0]       # in table order (``loads`` is)
+    indexes = [ld.index for ld in placed]
     for ld in (ld for ld in loads if ld.offset < 0):
-        before = [p for p in placed if p.index < ld.index]
-        after = [p for p in placed if p.index > ld.index]
-        at = before[-1].offset + before[-1].length if before else None
-        end = after[0].offset if after else found.size
+        j = bisect.bisect_left(indexes, ld.index)           # placed[j - 1] before it, placed[j] after
+        prev = placed[j - 1] if j else None
+        at = prev.offset + prev.length if prev else None
+        end = placed[j].offset if j < len(placed) else found.size
         where = f"PT_LOAD #{ld.index} (physical 0x{ld.phys:x})"
-        if at is not None and at + ld.length == end and not before[-1].truncated:
+        if at is not None and at + ld.length == end and not prev.truncated:
             found.note("warning", f"{where}: {ld.lost}; its data read at 0x{at:x}, between the "
                                   f"segments before and after it, which leave exactly its size")
-            placed.append(_Load(ld.index, ld.phys, ld.length, at, False))
-            placed.sort(key=lambda p: p.index)
+            placed.insert(j, _Load(ld.index, ld.phys, ld.length, at, False))
+            indexes.insert(j, ld.index)
         else:
             found.note("error", f"{where}: {ld.lost}: dropped")
     return placed
