@@ -238,7 +238,24 @@ class PhysicalMemory:
         """Release OS resources; reading afterwards is an error."""
 
 
-class RawImage(PhysicalMemory):
+class _ImageFile(PhysicalMemory):
+    """An image read from one open file (``_fd``): closed once, usable as a context manager."""
+
+    _fd = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RawImage(_ImageFile):
     """A raw (dd-style) image file: file offset == physical address."""
 
     def __init__(self, path: str | os.PathLike):
@@ -256,19 +273,8 @@ class RawImage(PhysicalMemory):
         stop = self.end if end is None else min(end, self.end)
         return file_data_segments(self._fd, start, stop) if start < stop else iter(())
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
-    def __enter__(self) -> "RawImage":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class ContainerImage(PhysicalMemory):
+class ContainerImage(_ImageFile):
     """A LiME or ELF-core file read through its checked segments (:mod:`.container`).
 
     Only the segments :func:`~volatility_pkram.core.container.inspect` found
@@ -311,16 +317,6 @@ class ContainerImage(PhysicalMemory):
                 for d0, d1 in file_data_segments(self._fd, lo + delta, hi + delta):
                     yield d0 - delta, d1 - delta
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> "ContainerImage":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_image(path: str | os.PathLike) -> PhysicalMemory:
