@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterable, List, Optional, Tuple
 
 from ..core.streams import DATA, HOLE, Chunk, StreamStats
 
-__all__ = ["write_stream", "hole_bytes", "safe_component", "tar_path", "TarStream", "describe_stats"]
+__all__ = ["write_stream", "hole_bytes", "hole_hashing", "safe_component", "tar_path", "TarStream", "describe_stats"]
 
 _ZEROS = bytes(1 << 20)
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+,=@")
@@ -170,6 +170,15 @@ def hole_bytes(length: int, extents: Optional[List[Tuple[int, int]]]) -> int:
     if extents is None:
         return 0
     return length - sum(n for _off, n in extents)
+
+
+def hole_hashing(length: int, extents: Optional[List[Tuple[int, int]]],
+                 limit: int) -> Tuple[int, bool]:
+    """``(holes, hash)``: the stream's bytes of holes, and whether to hash it under a
+    ``limit`` on hashed holes (0: no limit). Hashing the zeros of a hostile size costs
+    seconds and proves nothing."""
+    holes = hole_bytes(length, extents)
+    return holes, not limit or holes <= limit
 
 
 def safe_component(name: str | bytes, fallback: str = "_") -> str:

@@ -102,8 +102,8 @@ def file_entries(pk: Pkram, max_size: int = DEFAULT_MAX_FILE_SIZE,
     for node in pk.nodes():
         for pobj in pk.objects(node):
             for stream in pkstreams.object_streams(pk.mem, pobj, max_size):
-                holes = files.hole_bytes(stream.length, stream.page_map.extents(stream.length))
-                hashing = not hole_hash_limit or holes <= hole_hash_limit
+                holes, hashing = files.hole_hashing(stream.length, stream.page_map.extents(stream.length),
+                                                    hole_hash_limit)
                 stats = StreamStats()
                 sampler = triage.StreamSampler()
                 digest = files.write_stream(stream.chunks(stats), None, stats, taps=[sampler],

@@ -44,11 +44,10 @@ from ..output import custody, files, outdir, triage
 from .rowtypes import TriageColumns
 
 __all__ = ["StreamDump", "Written", "OutputStopped", "DumpOptions", "dump_requirements",
-           "defer_exit", "EXIT_OUTPUT_FAULT", "DEFAULT_HOLE_HASH_LIMIT"]
+           "defer_exit", "EXIT_OUTPUT_FAULT"]
 
 #: exit status of a run stopped by an output fault (no space, read-only -o, I/O error)
 EXIT_OUTPUT_FAULT = 3
-#: holes of one stream hashed at most (zeros hash at about 1.5 GiB/s here)
 _PROBE = "pkram-write-probe"
 vollog = logging.getLogger("volatility_pkram")
 
@@ -265,9 +264,8 @@ class StreamDump:
         if self.fault is not None:
             raise OutputStopped(self.fault)
         extents = stream.page_map.extents(stream.length)
-        holes = files.hole_bytes(stream.length, extents)
         limit = self.options.hole_hash_limit
-        hashing = not limit or holes <= limit
+        holes, hashing = files.hole_hashing(stream.length, extents, limit)
         stats, sampler = StreamStats(), triage.StreamSampler()
         try:
             final, digest = self._write_file(out_name, stream, tar_path, meta, ctime_ns, extents,
